@@ -1,0 +1,2 @@
+export { restoreFromArchive } from './restore.js';
+export type { RestoreOptions, RestoreResult } from './restore.js';

@@ -1,0 +1,111 @@
+/**
+ * The command line: parses flags, calls the modules, prints. Every command has --help with an example, and
+ * --json where a script would want the answer. Errors: a RedoshipError prints its message and hint and exits
+ * with its code; anything else is a bug and prints its stack (exit 1).
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { isRedoshipError } from '../error/index.js';
+import { archiveList, archiveVerify } from './archive-cmd.js';
+import { primaryCommand } from './primary-cmd.js';
+import { restoreCommand } from './restore-cmd.js';
+import { statusCommand } from './status-cmd.js';
+import { demoCommand } from './demo-cmd.js';
+
+function example(text: string): string {
+  return `\nExample:\n  ${text.trim().split('\n').join('\n  ')}\n`;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('redoship')
+    .description('Log-shipping standby and backup for SQLite: archives every committed transaction of a live database as redo.')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  program
+    .command('demo')
+    .description('run a demo on this machine: a database with a small workload, captured by a primary, status until Ctrl-C')
+    .option('--dir <dir>', 'where the demo keeps its files', '.redoship-demo')
+    .option('--rate <n>', 'transactions per second of the demo workload', '50')
+    .option('--duration <d>', 'stop by itself after this long (e.g. 30s); default: run until Ctrl-C')
+    .addHelpText('after', example('npx redoship demo --rate 200'))
+    .action(demoCommand);
+
+  program
+    .command('primary')
+    .description('attach to a live SQLite database and archive every committed transaction, until SIGINT/SIGTERM')
+    .requiredOption('--db <path>', 'the live database (other processes keep writing it)')
+    .requiredOption('--archive <dir>', 'the archive directory (created on first start)')
+    .option('--checkpoint-frames <n>', 'run a checkpoint cycle when the WAL holds this many frames', '1000')
+    .option('--segment-size <size>', 'seal an archive segment at this size', '64MB')
+    .option('--segment-age <duration>', 'seal an archive segment when its first record is this old', '60s')
+    .option('--lock-timeout <duration>', 'how long a base or resync waits for the write lock', '10s')
+    .option('--adopt', 'accept an archive made for this database at another path (it was moved)')
+    .option('--quiet', 'print only warnings and errors')
+    .addHelpText('after', example('npx redoship primary --db app.db --archive ./arch'))
+    .action(primaryCommand);
+
+  const archive = program.command('archive').description('inspect an archive');
+  archive
+    .command('list')
+    .description('list segments: LSN ranges, times, sizes, bases and breaks')
+    .requiredOption('--archive <dir>', 'the archive directory')
+    .option('--json', 'print JSON')
+    .addHelpText('after', example('npx redoship archive list --archive ./arch --json'))
+    .action(archiveList);
+  archive
+    .command('verify')
+    .description('check every record of every segment; exits non-zero on damage')
+    .requiredOption('--archive <dir>', 'the archive directory')
+    .option('--json', 'print JSON')
+    .addHelpText('after', example('npx redoship archive verify --archive ./arch'))
+    .action(archiveVerify);
+
+  program
+    .command('restore')
+    .description('build a database from the archive: base + redo up to the end, an LSN or a time')
+    .requiredOption('--archive <dir>', 'the archive directory')
+    .requiredOption('--to <path>', 'the database file to create (must not exist)')
+    .option('--until-lsn <n>', 'stop after this LSN')
+    .option('--until-time <iso>', 'stop after the last transaction committed at or before this time')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', example('npx redoship restore --archive ./arch --to out.db --until-time 2026-11-22T10:15:00Z'))
+    .action(restoreCommand);
+
+  program
+    .command('status')
+    .description('one screen: last LSN, last commit time, WAL size, lag')
+    .requiredOption('--archive <dir>', 'the archive directory')
+    .option('--json', 'print JSON')
+    .addHelpText('after', example('npx redoship status --archive ./arch'))
+    .action(statusCommand);
+
+  for (const c of program.commands) c.exitOverride();
+  for (const c of archive.commands) c.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
+export function reportError(e: unknown): number {
+  if (e instanceof CommanderError) {
+    // commander already printed its message; help and version are not errors.
+    return e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2;
+  }
+  if (isRedoshipError(e)) {
+    process.stderr.write(`redoship: error: ${e.message}\n  hint: ${e.hint}\n`);
+    return e.exitCode;
+  }
+  process.stderr.write(`redoship: internal error (a bug; please report it):\n${(e as Error)?.stack ?? String(e)}\n`);
+  return 1;
+}
+
+export { Option };

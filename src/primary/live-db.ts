@@ -1,0 +1,273 @@
+/**
+ * The live database as the shipper sees it: raw file descriptors for reading pages and the wal-index, and two
+ * SQLite connections used only to hold read transactions (hand over hand) and, briefly, the write lock.
+ *
+ * Rules this file exists to keep (DESIGN.md Capture 1 and 3):
+ *  - The raw fds of the database and of its -shm are opened once and NEVER closed while the process lives:
+ *    POSIX locks belong to the process, and closing any fd of a file drops every lock SQLite holds on it.
+ *    (The -wal file carries no lock; its fd is ordinary.)
+ *  - At every moment after start() one of the two connections holds a read transaction. A reader holding a
+ *    wal-index read mark >= 1 keeps every WAL frame from being overwritten (no WAL restart) and caps backfill
+ *    at its mark; moving to a newer read transaction is done by opening it before closing the older one.
+ */
+import Database from 'better-sqlite3';
+import { fstatSync, openSync, readSync, existsSync } from 'node:fs';
+import { RedoshipError, ioError } from '../error/index.js';
+import {
+  DB_HEADER_BYTES,
+  WAL_FRAME_HEADER_BYTES,
+  WAL_HEADER_BYTES,
+  WAL_INDEX_HEADER_BYTES,
+  parseDbHeader,
+  parseWalHeader,
+  parseWalIndexHeader,
+  walFrameOffset,
+  type WalHeader,
+  type WalIndexHeader,
+} from '../sqlite/index.js';
+
+/** SQLite 3.51.3 fixed a WAL-reset race that this very topology (a long-lived reader beside writers) hits. */
+const MIN_SQLITE = [3, 51, 3] as const;
+
+type Conn = Database.Database;
+
+export class LiveDatabase {
+  readonly dbFd: number;
+  private shmFd = -1;
+  private walFd = -1;
+  readonly pageSize: number;
+  private readonly conns: [Conn, Conn];
+  /** Index of the connection holding the current read transaction, or -1 before start(). */
+  private reader = -1;
+  private writeLocked: Conn | null = null;
+
+  constructor(readonly path: string) {
+    // Opened first and never closed (see above). Also used to check the file before SQLite touches it.
+    try {
+      this.dbFd = openSync(path, 'r');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT')
+        throw new RedoshipError('NOT_A_DATABASE', `${path} does not exist`, 'give the path of an existing SQLite database file');
+      throw ioError('open database', path, e);
+    }
+    const head = Buffer.alloc(DB_HEADER_BYTES);
+    const n = readSync(this.dbFd, head, 0, DB_HEADER_BYTES, 0);
+    if (fstatSync(this.dbFd).isDirectory())
+      throw new RedoshipError('NOT_A_DATABASE', `${path} is a directory`, 'give the path of a SQLite database file');
+    if (n === 0)
+      throw new RedoshipError('NOT_A_DATABASE', `${path} is empty (0 bytes)`, 'let the application create its schema first, then start redoship');
+    const hdr = parseDbHeader(head.subarray(0, n));
+    if (!hdr)
+      throw new RedoshipError('NOT_A_DATABASE', `${path} is not a SQLite database (its header is not "SQLite format 3")`, 'check the --db path');
+    this.pageSize = hdr.pageSize;
+    const open = () => {
+      const c = new Database(path, { fileMustExist: true, timeout: 0 });
+      c.pragma('wal_autocheckpoint = 0'); // this connection never writes; never checkpoint on close either
+      return c;
+    };
+    this.conns = [open(), open()];
+    const v = (this.conns[0].prepare('select sqlite_version() v').get() as { v: string }).v;
+    const parts = v.split('.').map(Number);
+    for (let i = 0; i < 3; i++) {
+      if ((parts[i] ?? 0) > MIN_SQLITE[i]!) break;
+      if ((parts[i] ?? 0) < MIN_SQLITE[i]!)
+        throw new RedoshipError('SQLITE_TOO_OLD', `SQLite ${v} is older than ${MIN_SQLITE.join('.')}`, 'reinstall redoship so that better-sqlite3 bundles a newer SQLite');
+    }
+  }
+
+  get sqliteVersion(): string {
+    return (this.conns[0].prepare('select sqlite_version() v').get() as { v: string }).v;
+  }
+
+  /** Puts the database in WAL mode if it is not. Fails clearly when another process holds it. */
+  ensureWalMode(): { switched: boolean } {
+    const c = this.conns[0];
+    const mode = String(c.pragma('journal_mode', { simple: true })).toLowerCase();
+    if (mode === 'wal') return { switched: false };
+    let now: string;
+    try {
+      c.pragma('busy_timeout = 2000');
+      now = String(c.pragma('journal_mode = WAL', { simple: true })).toLowerCase();
+    } catch (e) {
+      throw new RedoshipError(
+        'JOURNAL_MODE',
+        `${this.path} is in ${mode} journal mode and could not be switched to WAL: ${(e as Error).message}`,
+        'stop the application (or run `PRAGMA journal_mode=WAL` from it once), then start redoship again',
+        { cause: e },
+      );
+    } finally {
+      c.pragma('busy_timeout = 0');
+    }
+    if (now !== 'wal')
+      throw new RedoshipError(
+        'JOURNAL_MODE',
+        `${this.path} stays in ${now} journal mode; redoship needs WAL mode`,
+        mode === 'memory' || mode === 'off' ? 'the application must not set journal_mode OFF or MEMORY' : 'run `PRAGMA journal_mode=WAL` on it once, then start redoship again',
+      );
+    return { switched: true };
+  }
+
+  /** Takes the first read transaction and opens the -shm and -wal files (which SQLite has created by then). */
+  start(): void {
+    this.beginRead(this.conns[0]);
+    this.reader = 0;
+    try {
+      this.shmFd = openSync(`${this.path}-shm`, 'r');
+      this.walFd = openSync(`${this.path}-wal`, 'r');
+    } catch (e) {
+      throw ioError('open the WAL files of', this.path, e);
+    }
+  }
+
+  private beginRead(c: Conn): void {
+    c.prepare('BEGIN').run();
+    // A read transaction starts at its first read; this one takes the wal-index read lock.
+    c.prepare('SELECT 1 FROM sqlite_schema LIMIT 1').all();
+  }
+
+  /** Opens a fresh read transaction on the other connection, then ends the current one (hand over hand). */
+  advanceRead(): void {
+    const next = 1 - this.reader;
+    const c = this.conns[next]!;
+    if (c === this.writeLocked) throw new Error('assert: advanceRead while the other connection holds the write lock');
+    this.beginRead(c);
+    this.conns[this.reader]!.prepare('COMMIT').run();
+    this.reader = next;
+  }
+
+  /**
+   * Takes the database write lock (BEGIN IMMEDIATE) on the connection not holding the read transaction,
+   * waiting at most timeoutMs. Returns false when the application holds it longer.
+   */
+  tryWriteLock(timeoutMs: number): boolean {
+    const c = this.conns[1 - this.reader]!;
+    c.pragma(`busy_timeout = ${Math.max(0, Math.round(timeoutMs))}`);
+    try {
+      c.prepare('BEGIN IMMEDIATE').run();
+      this.writeLocked = c;
+      return true;
+    } catch (e) {
+      if ((e as { code?: string }).code?.startsWith('SQLITE_BUSY')) return false;
+      throw e;
+    } finally {
+      c.pragma('busy_timeout = 0');
+    }
+  }
+
+  releaseWriteLock(): void {
+    const c = this.writeLocked;
+    if (!c) return;
+    this.writeLocked = null;
+    c.prepare('ROLLBACK').run();
+  }
+
+  /**
+   * With the write lock held: ends the read transaction, runs a PASSIVE checkpoint from that connection
+   * (a connection inside a transaction cannot checkpoint), and opens the next read transaction, which lands
+   * on read slot 0 when everything was backfilled. Returns SQLite's (busy, log, checkpointed) triple.
+   */
+  checkpointUnderWriteLock(): { busy: number; log: number; checkpointed: number } {
+    if (!this.writeLocked) throw new Error('assert: checkpoint without the write lock');
+    const c = this.conns[this.reader]!;
+    c.prepare('COMMIT').run();
+    let row: { busy: number; log: number; checkpointed: number };
+    try {
+      row = c.prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as typeof row;
+    } finally {
+      this.beginRead(c);
+    }
+    return row;
+  }
+
+  /** A consistent wal-index header, retried as SQLite's readers do; null if the -shm never settles. */
+  readWalIndex(): WalIndexHeader | null {
+    const buf = Buffer.alloc(WAL_INDEX_HEADER_BYTES);
+    for (let i = 0; i < 100; i++) {
+      const n = readSync(this.shmFd, buf, 0, WAL_INDEX_HEADER_BYTES, 0);
+      const h = parseWalIndexHeader(buf.subarray(0, n));
+      if (h) return h;
+    }
+    return null;
+  }
+
+  readWalHeader(): WalHeader | null {
+    const buf = Buffer.alloc(WAL_HEADER_BYTES);
+    const n = readSync(this.walFd, buf, 0, WAL_HEADER_BYTES, 0);
+    return parseWalHeader(buf.subarray(0, n));
+  }
+
+  walBytes(): number {
+    return fstatSync(this.walFd).size;
+  }
+
+  /** Reads frames [first, last] (headers and pages, back to back) from the -wal file. */
+  readFrames(pageSize: number, first: number, last: number): Buffer {
+    const start = walFrameOffset(first, pageSize);
+    const len = (last - first + 1) * (WAL_FRAME_HEADER_BYTES + pageSize);
+    const buf = Buffer.allocUnsafe(len);
+    let got = 0;
+    while (got < len) {
+      const n = readSync(this.walFd, buf, got, len - got, start + got);
+      if (n === 0) break;
+      got += n;
+    }
+    return got === len ? buf : buf.subarray(0, got);
+  }
+
+  /** Reads count pages starting at pgno from the database file, through the never-closed fd. */
+  readDbPages(pgno: number, count: number, into?: Buffer): Buffer {
+    const len = count * this.pageSize;
+    const buf = into && into.length >= len ? into.subarray(0, len) : Buffer.alloc(len);
+    let got = 0;
+    while (got < len) {
+      const n = readSync(this.dbFd, buf, got, len - got, (pgno - 1) * this.pageSize + got);
+      if (n === 0) {
+        buf.fill(0, got); // past the end of the file: SQLite reads zeros too
+        break;
+      }
+      got += n;
+    }
+    return buf;
+  }
+
+  dbHeaderSizePages(): number {
+    const head = this.readDbPages(1, 1).subarray(0, DB_HEADER_BYTES);
+    const h = parseDbHeader(head);
+    return h?.sizePages ?? Math.floor(fstatSync(this.dbFd).size / this.pageSize);
+  }
+
+  static walExists(path: string): boolean {
+    return existsSync(`${path}-wal`);
+  }
+
+  /**
+   * Ends our transactions. The connections are NOT closed: SQLite's last connection to close checkpoints and
+   * deletes the WAL, and a shipper that stops must leave the WAL as it was, so that the next start can prove
+   * continuity from it (DESIGN.md Capture 5). They go with the process. The raw db and -shm fds stay open
+   * until then too (closing them would drop SQLite's locks).
+   */
+  release(): void {
+    try {
+      this.releaseWriteLock();
+    } catch {
+      /* stopping anyway */
+    }
+    for (const c of this.conns) {
+      try {
+        if (c.inTransaction) c.prepare('ROLLBACK').run();
+      } catch {
+        /* stopping anyway */
+      }
+    }
+    this.reader = -1;
+  }
+
+  /** With the write lock held: ends the read transaction and opens a new one on the same connection. */
+  refreshReadUnderWriteLock(): void {
+    if (!this.writeLocked) throw new Error('assert: refreshRead without the write lock');
+    const c = this.conns[this.reader]!;
+    c.prepare('COMMIT').run();
+    this.beginRead(c);
+  }
+}

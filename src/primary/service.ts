@@ -1,0 +1,214 @@
+/**
+ * The primary's service: attaches to a live database, starts capture, wakes it on WAL activity or a short
+ * timer, runs checkpoint cycles, seals segments by age, publishes a status file, and stops cleanly.
+ *
+ * Waking up (DESIGN.md Capture 8): fs.watch on the -wal file wakes capture early, but it misses events, so
+ * correctness never depends on it: a timer wakes capture every pollMs as well, and every wake-up reads up to
+ * the wal-index mxFrame.
+ */
+import { watch, writeFileSync, renameSync, type FSWatcher } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import { RedoshipError, isRedoshipError } from '../error/index.js';
+import { Archive, acquirePidLock, type ArchiveWriter, type PidLock } from '../redo/index.js';
+import { Capturer, DEFAULT_CAPTURE_OPTIONS, captureError, type CaptureEvent, type CaptureOptions, type CaptureStats } from './capture.js';
+import { LiveDatabase } from './live-db.js';
+
+export interface PrimaryOptions extends Partial<CaptureOptions> {
+  /** The live database. */
+  readonly db: string;
+  /** The archive directory (created on first start). */
+  readonly archive: string;
+  /** Seal the open segment at this size. Default 64 MiB. */
+  readonly segmentBytes?: number;
+  /** Seal the open segment when its first record is this old. Default 60 s. */
+  readonly segmentAgeMs?: number;
+  /** Timer wake-up interval. Default 2 ms. */
+  readonly pollMs?: number;
+  /** Accept an archive created for a database at another path (after moving the database). Default false. */
+  readonly adopt?: boolean;
+  readonly onEvent?: (e: CaptureEvent) => void;
+}
+
+export interface PrimaryStatus {
+  readonly pid: number;
+  readonly db: string;
+  readonly archive: string;
+  readonly startedAt: string;
+  readonly updatedAt: string;
+  readonly lastLsn: string;
+  readonly walBytes: number;
+  readonly stats: CaptureStats;
+  readonly sqliteVersion: string;
+}
+
+export const STATUS_FILE = 'primary.status.json';
+
+export interface PrimaryHandle {
+  readonly capturer: Capturer;
+  readonly archive: Archive;
+  readonly writer: ArchiveWriter;
+  status(): PrimaryStatus;
+  /** Captures what is committed, seals, releases the locks. */
+  stop(): Promise<void>;
+  /** Resolves when the service stops by itself with an error. */
+  readonly failed: Promise<Error>;
+}
+
+export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
+  const opts: CaptureOptions = {
+    checkpointFrames: o.checkpointFrames ?? DEFAULT_CAPTURE_OPTIONS.checkpointFrames,
+    checkpointLockTimeoutMs: o.checkpointLockTimeoutMs ?? DEFAULT_CAPTURE_OPTIONS.checkpointLockTimeoutMs,
+    snapshotLockTimeoutMs: o.snapshotLockTimeoutMs ?? DEFAULT_CAPTURE_OPTIONS.snapshotLockTimeoutMs,
+    maxBatchBytes: o.maxBatchBytes ?? DEFAULT_CAPTURE_OPTIONS.maxBatchBytes,
+  };
+  const emit = o.onEvent ?? (() => {});
+  const dbPath = resolve(o.db);
+  const live = new LiveDatabase(dbPath); // checks the file before anything is created
+  const realDb = realpathSync(dbPath);
+  const dbLock: PidLock = acquirePidLock(`${dbPath}-redoship.lock`, `the database ${dbPath}`);
+  let writer: ArchiveWriter | undefined;
+  try {
+    let archive: Archive;
+    if (Archive.exists(o.archive)) {
+      archive = Archive.open(o.archive);
+      if (archive.identity.databasePath !== realDb && !o.adopt)
+        throw new RedoshipError(
+          'WRONG_DATABASE',
+          `the archive ${archive.dir} belongs to the database ${archive.identity.databasePath}, not ${realDb}`,
+          'give each database its own archive directory; if the database was moved, start with --adopt',
+        );
+      if (archive.identity.pageSize !== live.pageSize)
+        throw new RedoshipError(
+          'WRONG_DATABASE',
+          `the archive ${archive.dir} holds pages of ${archive.identity.pageSize} bytes; ${realDb} has ${live.pageSize}`,
+          'give this database its own, empty archive directory',
+        );
+    } else {
+      archive = Archive.create(o.archive, { databaseId: randomBytes(16).toString('hex'), pageSize: live.pageSize, databasePath: realDb });
+    }
+    live.ensureWalMode();
+    live.start();
+    writer = archive.openWriter({
+      segmentBytes: o.segmentBytes ?? 64 * 1024 * 1024,
+      segmentAgeMs: o.segmentAgeMs ?? 60_000,
+      incarnation: 1,
+    });
+    if (writer.recovered) emit({ type: 'warning', message: writer.recovered });
+    const capturer = new Capturer(live, writer, opts, emit);
+    capturer.start();
+    return run(o, live, archive, writer, capturer, dbLock, emit);
+  } catch (e) {
+    writer?.close({ seal: false });
+    live.release();
+    dbLock.release();
+    throw e;
+  }
+}
+
+function run(
+  o: PrimaryOptions,
+  live: LiveDatabase,
+  archive: Archive,
+  writer: ArchiveWriter,
+  capturer: Capturer,
+  dbLock: PidLock,
+  emit: (e: CaptureEvent) => void,
+): PrimaryHandle {
+  const startedAt = new Date().toISOString();
+  const sqliteVersion = live.sqliteVersion;
+  let stopped = false;
+  let scheduled = false;
+  let backoffUntil = 0;
+  let failWith!: (e: Error) => void;
+  const failed = new Promise<Error>((r) => (failWith = r));
+
+  const status = (): PrimaryStatus => ({
+    pid: process.pid,
+    db: live.path,
+    archive: archive.dir,
+    startedAt,
+    updatedAt: new Date().toISOString(),
+    lastLsn: String(capturer.lastLsn),
+    walBytes: live.walBytes(),
+    stats: { ...capturer.stats },
+    sqliteVersion,
+  });
+  const writeStatus = () => {
+    const p = join(archive.dir, STATUS_FILE);
+    try {
+      writeFileSync(`${p}.tmp`, JSON.stringify(status(), null, 2));
+      renameSync(`${p}.tmp`, p);
+    } catch {
+      /* status is informational; the archive itself reports full disks */
+    }
+  };
+
+  const step = () => {
+    scheduled = false;
+    if (stopped || Date.now() < backoffUntil) return;
+    try {
+      capturer.poll();
+      capturer.maybeCheckpoint();
+      writer.sealIfOld();
+    } catch (e) {
+      if (captureError(e)) {
+        emit({ type: 'warning', message: `${e.message}; recording a break and resynchronising` });
+        try {
+          capturer.resync(e.message);
+        } catch (e2) {
+          emit({ type: 'warning', message: `resync failed: ${(e2 as Error).message}; retrying in 1 s` });
+          backoffUntil = Date.now() + 1000;
+        }
+      } else if (isRedoshipError(e) && e.code === 'IO') {
+        // Keep the read transaction (nothing in the WAL can be lost while we hold it) and retry.
+        emit({ type: 'warning', message: `${e.message}: ${e.hint}; retrying in 1 s` });
+        backoffUntil = Date.now() + 1000;
+      } else {
+        stopped = true;
+        failWith(e as Error);
+      }
+    }
+  };
+  const wake = () => {
+    if (!scheduled && !stopped) {
+      scheduled = true;
+      setImmediate(step);
+    }
+  };
+  let watcher: FSWatcher | null = null;
+  try {
+    watcher = watch(`${live.path}-wal`, { persistent: false }, wake);
+    watcher.on('error', () => {});
+  } catch {
+    /* the timer alone wakes capture */
+  }
+  const timer = setInterval(wake, o.pollMs ?? 2);
+  const statusTimer = setInterval(writeStatus, 1000);
+  writeStatus();
+  wake();
+
+  return {
+    capturer,
+    archive,
+    writer,
+    status,
+    failed,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      clearInterval(statusTimer);
+      watcher?.close();
+      try {
+        capturer.drain();
+        writer.close({ seal: true });
+        writeStatus();
+      } finally {
+        live.release();
+        dbLock.release();
+      }
+    },
+  };
+}

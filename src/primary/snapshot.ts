@@ -1,0 +1,104 @@
+/**
+ * A consistent snapshot of the live database at one WAL position (DESIGN.md Capture 7), for a base or a
+ * resync. The write lock is held only for a moment:
+ *
+ *   1. BEGIN IMMEDIATE on the spare connection: no commit can happen now, so mxFrame M is stable.
+ *   2. Renew our read transaction: its snapshot is exactly M. It now caps backfill at <= M and blocks any WAL
+ *      restart (or, on read slot 0, blocks backfill altogether).
+ *   3. If the WAL holds frames not yet backfilled (nBackfill < M), read frames 1..M and keep the last image of
+ *      each page: they override the database file.
+ *   4. Release the write lock. The application writes on.
+ *   5. Later, at leisure: page p of the snapshot is its image from step 3, else page p of the database file.
+ *      That file cannot change under us for such pages: a checkpoint only writes pages whose frames are
+ *      <= our read mark <= M, and those all come from step 3.
+ *
+ * The snapshot stays valid until the read transaction is advanced (LiveDatabase.advanceRead).
+ */
+import { RedoshipError } from '../error/index.js';
+import { scanWalFrames, type WalChecksum } from '../sqlite/index.js';
+import type { LiveDatabase } from './live-db.js';
+
+/** Where capture continues after the snapshot: the WAL generation (salts) and the frame it covers. */
+export interface CapturePosition {
+  salt1: number;
+  salt2: number;
+  /** Last commit frame covered; 0 when the snapshot covers no frame of this generation. */
+  frame: number;
+  /** Cumulative checksum at `frame` (the WAL header's checksum when frame is 0), or null when no WAL header. */
+  checksum: WalChecksum | null;
+}
+
+export interface Snapshot {
+  readonly sizePages: number;
+  readonly position: CapturePosition;
+  /** Pages 1..sizePages in order. Buffers are reused between chunks: copy what you keep. */
+  pages(): Generator<readonly [number, Uint8Array]>;
+}
+
+const PAGES_PER_READ = 256;
+
+export function takeSnapshot(live: LiveDatabase, lockTimeoutMs: number): Snapshot {
+  if (!live.tryWriteLock(lockTimeoutMs))
+    throw new RedoshipError(
+      'DATABASE_BUSY',
+      `could not take the write lock of ${live.path} within ${lockTimeoutMs} ms to take a consistent snapshot`,
+      'an application transaction or a RESTART/TRUNCATE checkpoint held it; try again, or raise --lock-timeout',
+    );
+  const overlay = new Map<number, Uint8Array>();
+  let sizePages: number;
+  let position: CapturePosition;
+  try {
+    live.refreshReadUnderWriteLock();
+    const idx = live.readWalIndex();
+    if (!idx) throw new RedoshipError('WAL_CORRUPT', `the wal-index of ${live.path} is not consistent`, 'check that only SQLite writes the -shm file');
+    const hdr = live.readWalHeader();
+    const m = idx.mxFrame;
+    if (m > 0) {
+      if (!hdr || hdr.salt1 !== idx.salt1 || hdr.salt2 !== idx.salt2)
+        throw walMismatch(live.path, 'the WAL header does not match the wal-index');
+      if (hdr.pageSize !== live.pageSize) throw walMismatch(live.path, `WAL page size ${hdr.pageSize} != ${live.pageSize}`);
+      // Frames are needed only when not all of them are in the database file yet; the checksum chain is
+      // checked either way, through frame M, against what SQLite published.
+      const frames = live.readFrames(hdr.pageSize, 1, m);
+      const scan = scanWalFrames(hdr, frames, 1, m, hdr.checksum);
+      if (scan.endFrame !== m || scan.endChecksum.s0 !== idx.frameChecksum.s0 || scan.endChecksum.s1 !== idx.frameChecksum.s1)
+        throw walMismatch(live.path, `frames 1..${m} do not verify against the wal-index (stopped at ${scan.endFrame})`);
+      if (idx.nBackfill < m)
+        for (const t of scan.transactions) for (const [pgno, page] of t.pages) overlay.set(pgno, Buffer.from(page));
+      sizePages = idx.sizePages;
+      position = { salt1: idx.salt1, salt2: idx.salt2, frame: m, checksum: scan.endChecksum };
+    } else {
+      sizePages = live.dbHeaderSizePages();
+      position = hdr && hdr.salt1 === idx.salt1 && hdr.salt2 === idx.salt2
+        ? { salt1: idx.salt1, salt2: idx.salt2, frame: 0, checksum: hdr.checksum }
+        : { salt1: idx.salt1, salt2: idx.salt2, frame: 0, checksum: null };
+    }
+  } finally {
+    live.releaseWriteLock();
+  }
+  for (const p of overlay.keys()) if (p > sizePages) overlay.delete(p);
+  const size = sizePages;
+  return {
+    sizePages: size,
+    position,
+    *pages() {
+      const buf = Buffer.alloc(PAGES_PER_READ * live.pageSize);
+      for (let first = 1; first <= size; first += PAGES_PER_READ) {
+        const n = Math.min(PAGES_PER_READ, size - first + 1);
+        const chunk = live.readDbPages(first, n, buf);
+        for (let i = 0; i < n; i++) {
+          const pgno = first + i;
+          yield [pgno, overlay.get(pgno) ?? chunk.subarray(i * live.pageSize, (i + 1) * live.pageSize)] as const;
+        }
+      }
+    },
+  };
+}
+
+export function walMismatch(path: string, why: string): RedoshipError {
+  return new RedoshipError(
+    'WAL_CORRUPT',
+    `the WAL of ${path} does not verify: ${why}`,
+    'this happens if something other than SQLite writes the -wal/-shm files, or the disk is failing; redoship will resync on its next start',
+  );
+}

@@ -1,0 +1,479 @@
+/*
+ * THE ARCHIVE: a directory holding
+ *
+ *   archive.json        identity: format, databaseId, pageSize, createdAt, databasePath (written once, atomically)
+ *   segments/           sealed segments (*.seg, immutable) and at most one open segment (*.open)
+ *   writer.lock         pid of the one process appending, while it runs
+ *
+ * Invariants: (1) Sorted by name, the segments of an incarnation hold consecutive LSNs with no gap and no
+ * overlap. (2) The first record of the archive is a base. (3) Only the open segment may end in a torn tail,
+ * which the next writer cuts off (damage anywhere else is reported, never cut).
+ */
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { RedoshipError, ioError } from '../error/index.js';
+import { acquirePidLock, type PidLock } from './lock.js';
+import {
+  MAX_PART_BYTES,
+  PART_HEADER_BYTES,
+  SEGMENT_HEADER_BYTES,
+  decodePartBody,
+  parseSegmentName,
+  segmentCorrupt,
+} from './segment-format.js';
+import { SegmentReader, assembleRecord } from './segment-reader.js';
+import { SegmentWriter, fsyncDir, type RecordMeta } from './segment-writer.js';
+import type { ArchiveIdentity, Lsn, RecordKind, RedoRecord, SegmentInfo, WalPosition } from './types.js';
+import { crc32 } from 'node:zlib';
+
+const IDENTITY_FILE = 'archive.json';
+const SEGMENTS_DIR = 'segments';
+
+/** The last complete record of the archive, without its pages. */
+export interface ArchiveTail {
+  readonly lsn: Lsn;
+  readonly kind: RecordKind;
+  readonly commitTimeUs: bigint;
+  readonly sizePages: number;
+  readonly wal: WalPosition | null;
+}
+
+export interface SegmentReport extends SegmentInfo {
+  readonly records: number;
+  readonly firstTimeUs: bigint | null;
+  readonly lastTimeUs: bigint | null;
+  readonly bases: Lsn[];
+  readonly resyncs: Array<{ lsn: Lsn; note: string }>;
+  readonly pages: number;
+  /** Damage found, or null. A torn tail of the open segment is not damage: see tornTail. */
+  readonly damage: string | null;
+  readonly tornTail: string | null;
+}
+
+export interface VerifyReport {
+  readonly segments: SegmentReport[];
+  readonly problems: string[];
+  readonly firstLsn: Lsn | null;
+  readonly lastLsn: Lsn | null;
+}
+
+export class Archive {
+  private constructor(
+    readonly dir: string,
+    readonly identity: ArchiveIdentity,
+  ) {}
+
+  get segmentsDir(): string {
+    return join(this.dir, SEGMENTS_DIR);
+  }
+
+  /** Opens an existing archive. ARCHIVE_MISSING when there is none at dir. */
+  static open(dir: string): Archive {
+    dir = resolve(dir);
+    const idPath = join(dir, IDENTITY_FILE);
+    if (!existsSync(idPath))
+      throw new RedoshipError(
+        'ARCHIVE_MISSING',
+        `no redoship archive at ${dir} (${IDENTITY_FILE} not found)`,
+        'check the --archive path; `redoship primary --db DB --archive DIR` creates one',
+      );
+    let identity: ArchiveIdentity;
+    try {
+      identity = JSON.parse(readFileSync(idPath, 'utf8')) as ArchiveIdentity;
+    } catch (e) {
+      throw new RedoshipError('ARCHIVE_CORRUPT', `${idPath} is not valid JSON`, 'restore it from a copy', { cause: e });
+    }
+    if (identity.format !== 1 || !/^[0-9a-f]{32}$/.test(identity.databaseId ?? '') || !(identity.pageSize > 0))
+      throw new RedoshipError('ARCHIVE_CORRUPT', `${idPath} is not a redoship archive identity`, 'check the --archive path');
+    return new Archive(dir, identity);
+  }
+
+  /** Creates an archive at dir (which must not hold one). */
+  static create(dir: string, id: Omit<ArchiveIdentity, 'format' | 'createdAt'>): Archive {
+    dir = resolve(dir);
+    const identity: ArchiveIdentity = { format: 1, createdAt: new Date().toISOString(), ...id };
+    try {
+      mkdirSync(join(dir, SEGMENTS_DIR), { recursive: true });
+      const tmp = join(dir, `${IDENTITY_FILE}.tmp`);
+      writeFileSync(tmp, JSON.stringify(identity, null, 2) + '\n', { flush: true });
+      renameSync(tmp, join(dir, IDENTITY_FILE));
+    } catch (e) {
+      throw ioError('create archive', dir, e);
+    }
+    fsyncDir(dir);
+    return new Archive(dir, identity);
+  }
+
+  static exists(dir: string): boolean {
+    return existsSync(join(resolve(dir), IDENTITY_FILE));
+  }
+
+  private expect() {
+    return { databaseId: this.identity.databaseId, pageSize: this.identity.pageSize };
+  }
+
+  /** Segment files in LSN order. lastLsn of the open segment is found by reading it. */
+  segments(): SegmentInfo[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.segmentsDir);
+    } catch (e) {
+      throw ioError('list archive segments in', this.segmentsDir, e);
+    }
+    const out: SegmentInfo[] = [];
+    for (const name of names.sort()) {
+      const p = parseSegmentName(name);
+      if (!p) continue;
+      const path = join(this.segmentsDir, name);
+      let lastLsn = p.lastLsn;
+      if (lastLsn === null) {
+        const r = new SegmentReader(path, this.expect());
+        try {
+          for (const _ of r.parts());
+        } finally {
+          r.close();
+        }
+        lastLsn = r.lastLsn;
+      }
+      out.push({
+        path,
+        name,
+        incarnation: p.incarnation,
+        firstLsn: p.firstLsn,
+        lastLsn,
+        sealed: p.lastLsn !== null,
+        bytes: statSync(path).size,
+      });
+    }
+    return out;
+  }
+
+  /** The last complete record, or null for an empty archive. */
+  tail(): ArchiveTail | null {
+    const segs = this.segments();
+    for (let i = segs.length - 1; i >= 0; i--) {
+      const s = segs[i]!;
+      if (s.lastLsn < s.firstLsn) continue;
+      const r = new SegmentReader(s.path, this.expect());
+      let t: ArchiveTail | null = null;
+      try {
+        for (const { part } of r.parts()) {
+          if (part.last)
+            t = { lsn: part.lsn, kind: part.kind, commitTimeUs: part.commitTimeUs, sizePages: part.sizePages, wal: part.wal };
+        }
+      } finally {
+        r.close();
+      }
+      if (t) return t;
+    }
+    return null;
+  }
+
+  /**
+   * Yields records with LSN in [fromLsn, toLsn], in order, across segments. Throws ARCHIVE_GAP when an LSN
+   * in the range is missing and ARCHIVE_CORRUPT on damage (a torn tail of the open segment just ends the
+   * archive there).
+   */
+  *records(fromLsn: Lsn, toLsn?: Lsn): Generator<RedoRecord> {
+    let expect = fromLsn;
+    for (const s of this.segments()) {
+      if (s.lastLsn < expect) continue;
+      if (toLsn !== undefined && s.firstLsn > toLsn) break;
+      if (s.firstLsn > expect)
+        throw new RedoshipError(
+          'ARCHIVE_GAP',
+          `the archive ${this.dir} has no LSN ${expect}..${s.firstLsn - 1n} (next segment ${s.name} starts at ${s.firstLsn})`,
+          'the missing segments may be in another copy of this archive (a standby, a backup repository); restore can reach LSN ' +
+            (expect - 1n),
+        );
+      const r = new SegmentReader(s.path, this.expect());
+      try {
+        for (const rec of r.records(expect, toLsn)) {
+          yield rec;
+          expect = (rec.lsn + 1n) as Lsn;
+        }
+        if (s.sealed) r.assertUndamaged();
+      } finally {
+        r.close();
+      }
+      if (toLsn !== undefined && expect > toLsn) return;
+    }
+  }
+
+  /** The LSN of the latest base at or before lsn, or null. Reads only record headers. */
+  latestBaseAtOrBefore(target: Lsn): Lsn | null {
+    let found: Lsn | null = null;
+    for (const s of this.segments()) {
+      if (s.firstLsn > target) break;
+      const r = new SegmentReader(s.path, this.expect());
+      try {
+        for (const { part } of r.parts()) {
+          if (part.lsn > target) break;
+          if (part.kind === 'base' && part.part === 0) found = part.lsn;
+        }
+      } finally {
+        r.close();
+      }
+    }
+    return found;
+  }
+
+  /** The last LSN whose commit time is at or before timeUs, or null when none is. */
+  lsnAtTime(timeUs: bigint): Lsn | null {
+    let found: Lsn | null = null;
+    for (const s of this.segments()) {
+      const r = new SegmentReader(s.path, this.expect());
+      try {
+        for (const { part } of r.parts()) {
+          if (!part.last) continue;
+          if (part.commitTimeUs > timeUs) return found;
+          found = part.lsn;
+        }
+      } finally {
+        r.close();
+      }
+    }
+    return found;
+  }
+
+  /** Checks every record of every segment, and the continuity between segments. Never throws on damage. */
+  verify(): VerifyReport {
+    const problems: string[] = [];
+    const reports: SegmentReport[] = [];
+    let prev: SegmentReport | null = null;
+    let openCount = 0;
+    for (const s of this.segments()) {
+      const rep = this.verifySegment(s);
+      reports.push(rep);
+      if (!s.sealed) openCount++;
+      if (rep.damage) problems.push(`${s.name}: ${rep.damage}`);
+      if (prev && prev.incarnation === s.incarnation && s.firstLsn !== prev.lastLsn + 1n)
+        problems.push(
+          s.firstLsn > prev.lastLsn + 1n
+            ? `gap: LSN ${prev.lastLsn + 1n}..${s.firstLsn - 1n} missing between ${prev.name} and ${s.name}`
+            : `overlap: ${s.name} starts at LSN ${s.firstLsn}, ${prev.name} ends at ${prev.lastLsn}`,
+        );
+      prev = rep;
+    }
+    if (openCount > 1) problems.push(`${openCount} open segments; at most one may be open`);
+    const first = reports[0];
+    if (first && first.records > 0 && first.bases[0] !== first.firstLsn)
+      problems.push(`the archive does not start with a base (first record LSN ${first.firstLsn})`);
+    const nonEmpty = reports.filter((r) => r.records > 0);
+    return {
+      segments: reports,
+      problems,
+      firstLsn: nonEmpty[0]?.firstLsn ?? null,
+      lastLsn: nonEmpty[nonEmpty.length - 1]?.lastLsn ?? null,
+    };
+  }
+
+  private verifySegment(s: SegmentInfo): SegmentReport {
+    let reader: SegmentReader;
+    const base = { ...s, records: 0, firstTimeUs: null, lastTimeUs: null, bases: [], resyncs: [], pages: 0, tornTail: null };
+    try {
+      reader = new SegmentReader(s.path, this.expect());
+    } catch (e) {
+      return { ...base, damage: e instanceof RedoshipError ? e.message : String(e) };
+    }
+    let firstTimeUs: bigint | null = null;
+    let lastTimeUs: bigint | null = null;
+    const bases: Lsn[] = [];
+    const resyncs: Array<{ lsn: Lsn; note: string }> = [];
+    let pages = 0;
+    let damage: string | null = null;
+    let tornTail: string | null = null;
+    try {
+      for (const { part } of reader.parts()) {
+        pages += part.pgnos.length;
+        if (part.part === 0) {
+          firstTimeUs ??= part.commitTimeUs;
+          lastTimeUs = part.commitTimeUs;
+          if (part.kind === 'base') bases.push(part.lsn);
+          if (part.kind === 'resync') resyncs.push({ lsn: part.lsn, note: part.note ?? '' });
+        }
+      }
+      const d = reader.damage;
+      if (d) {
+        const where = `at byte ${d.offset}, LSN ${d.lsn}: ${d.reason}`;
+        if (s.sealed) damage = where;
+        else if (hasValidPartAfter(reader.path, d.offset, reader.fileBytes, this.identity.pageSize))
+          damage = `${where}, with valid records after it`;
+        else tornTail = where;
+      }
+      if (s.sealed && damage === null && reader.lastLsn !== s.lastLsn)
+        damage = `its name says it ends at LSN ${s.lastLsn}, its records end at ${reader.lastLsn}`;
+    } catch (e) {
+      damage = e instanceof RedoshipError ? e.message : String(e);
+    } finally {
+      reader.close();
+    }
+    const records = Number(reader.lastLsn - s.firstLsn + 1n);
+    return { ...s, records, firstTimeUs, lastTimeUs, bases, resyncs, pages, damage, tornTail };
+  }
+
+  /** Takes the writer lock and recovers the open segment. One writer per archive. */
+  openWriter(opts: ArchiveWriterOptions): ArchiveWriter {
+    return new ArchiveWriter(this, opts);
+  }
+}
+
+/**
+ * True when some byte offset after `from` starts a part that passes its length bound and CRC: then the
+ * damage at `from` is not a torn tail (a crash only ever tears the end of the file) but damage in the middle.
+ */
+export function hasValidPartAfter(path: string, from: number, fileBytes: number, pageSize: number): boolean {
+  let data: Buffer;
+  try {
+    data = readFileSync(path);
+  } catch {
+    return false;
+  }
+  for (let off = from + 1; off + PART_HEADER_BYTES < fileBytes; off++) {
+    const len = data.readUInt32BE(off);
+    if (len === 0 || len > MAX_PART_BYTES || off + PART_HEADER_BYTES + len > fileBytes) continue;
+    const body = data.subarray(off + PART_HEADER_BYTES, off + PART_HEADER_BYTES + len);
+    if (crc32(body) === data.readUInt32BE(off + 4) && typeof decodePartBody(body, pageSize) !== 'string') return true;
+  }
+  return false;
+}
+
+export interface ArchiveWriterOptions {
+  /** Seal the open segment once it holds at least this many bytes. */
+  readonly segmentBytes: number;
+  /** Seal the open segment once its first record is this old (checked by sealIfOld). */
+  readonly segmentAgeMs: number;
+  /** Incarnation of new segments. */
+  readonly incarnation: number;
+}
+
+export class ArchiveWriter {
+  private readonly lock: PidLock;
+  private seg: SegmentWriter | null = null;
+  private segOpenedAtMs = 0;
+  /** Last complete LSN in the archive (0 when empty). */
+  lastLsn: Lsn;
+  tail: ArchiveTail | null;
+  /** Set when recovery cut a torn tail: what was cut. */
+  readonly recovered: string | null = null;
+
+  constructor(
+    readonly archive: Archive,
+    private readonly opts: ArchiveWriterOptions,
+  ) {
+    this.lock = acquirePidLock(join(archive.dir, 'writer.lock'), `the archive ${archive.dir}`);
+    try {
+      const segs = archive.segments();
+      const open = segs.filter((s) => !s.sealed);
+      if (open.length > 1)
+        throw segmentCorrupt(open[1]!.path, 0, `${open.length} open segments; at most one may be open`);
+      const o = open[0];
+      if (o) {
+        if (o !== segs[segs.length - 1]) throw segmentCorrupt(o.path, 0, 'an open segment is followed by sealed ones');
+        const r = new SegmentReader(o.path, { databaseId: archive.identity.databaseId, pageSize: archive.identity.pageSize });
+        try {
+          for (const _ of r.parts());
+        } finally {
+          r.close();
+        }
+        if (r.damage) {
+          if (hasValidPartAfter(o.path, r.damage.offset, r.fileBytes, archive.identity.pageSize))
+            throw segmentCorrupt(o.path, r.damage.offset, `${r.damage.reason}, with valid records after it (not a torn tail)`);
+          this.recovered = `cut a torn tail of ${r.fileBytes - r.validEnd} bytes from ${o.name} (LSN ${r.damage.lsn}: ${r.damage.reason})`;
+        }
+        this.seg = SegmentWriter.reopen(o.path, r.header, r.validEnd, r.lastLsn);
+        this.segOpenedAtMs = Date.now();
+      }
+      this.tail = archive.tail();
+      this.lastLsn = this.tail?.lsn ?? (0n as Lsn);
+    } catch (e) {
+      this.lock.release();
+      throw e;
+    }
+  }
+
+  /** Appends records and returns once they are durable. Seals when the segment reaches its size. */
+  append(records: readonly RedoRecord[]): void {
+    if (records.length === 0) return;
+    this.openSegment(records[0]!.lsn).append(records);
+    this.appended(records[records.length - 1]!);
+  }
+
+  /** Appends one record whose pages come from an iterator (a base), durably. */
+  appendStream(meta: RecordMeta, pages: Iterable<readonly [number, Uint8Array]>): void {
+    this.openSegment(meta.lsn).appendStream(meta, pages);
+    this.appended(meta);
+  }
+
+  private openSegment(firstLsn: Lsn): SegmentWriter {
+    if (!this.seg) {
+      this.seg = SegmentWriter.create(this.archive.segmentsDir, {
+        databaseId: this.archive.identity.databaseId,
+        incarnation: this.opts.incarnation,
+        firstLsn,
+        pageSize: this.archive.identity.pageSize,
+      });
+      this.segOpenedAtMs = Date.now();
+    }
+    return this.seg;
+  }
+
+  private appended(last: RecordMeta): void {
+    this.lastLsn = last.lsn;
+    this.tail = { lsn: last.lsn, kind: last.kind, commitTimeUs: last.commitTimeUs, sizePages: last.sizePages, wal: last.wal };
+    if (this.seg && this.seg.bytes >= this.opts.segmentBytes) this.seal();
+  }
+
+  /** Seals the open segment if it has records and is older than segmentAgeMs. Returns the sealed path. */
+  sealIfOld(nowMs = Date.now()): string | null {
+    if (this.seg && this.seg.recordCount > 0 && nowMs - this.segOpenedAtMs >= this.opts.segmentAgeMs) return this.seal();
+    return null;
+  }
+
+  /** Seals the open segment now (archive switch). Returns the sealed path, or null when nothing was open. */
+  seal(): string | null {
+    const s = this.seg;
+    if (!s) return null;
+    this.seg = null;
+    return s.seal();
+  }
+
+  get openSegmentBytes(): number {
+    return this.seg ? this.seg.bytes - SEGMENT_HEADER_BYTES : 0;
+  }
+
+  /** Seals (if asked) and releases the lock. */
+  close(opts: { seal: boolean }): void {
+    try {
+      if (opts.seal) this.seal();
+      else this.seg?.close();
+      this.seg = null;
+    } finally {
+      this.lock.release();
+    }
+  }
+}
+
+export { assembleRecord };
+
+/**
+ * The state the archive describes at toLsn, as page hashes: replays from the latest base at or before toLsn.
+ * hashes[pgno - 1] is the hash of page pgno. Used to find exactly the pages a resync must carry.
+ */
+export function archivedPageHashes(
+  archive: Archive,
+  toLsn: Lsn,
+  hash: (pgno: number, page: Uint8Array) => Buffer,
+): { sizePages: number; hashes: Buffer[] } {
+  const base = archive.latestBaseAtOrBefore(toLsn);
+  if (base === null)
+    throw new RedoshipError('ARCHIVE_EMPTY', `the archive ${archive.dir} has no base at or before LSN ${toLsn}`, 'start a new archive in an empty directory');
+  let hashes: Buffer[] = [];
+  let sizePages = 0;
+  for (const rec of archive.records(base, toLsn)) {
+    for (const [pgno, page] of rec.pages) hashes[pgno - 1] = hash(pgno, page);
+    sizePages = rec.sizePages;
+    if (hashes.length > sizePages) hashes = hashes.slice(0, sizePages);
+  }
+  return { sizePages, hashes };
+}

@@ -1,0 +1,204 @@
+/**
+ * Appends records to the open segment and makes them durable; seals it. Writes only (segment-reader.ts
+ * reads). A record is durable once append() returns: its parts are written with one write() and the file
+ * is fdatasync()ed. Sealing fsyncs, renames .open to .seg and fsyncs the directory.
+ */
+import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, renameSync, writeSync, unlinkSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { ioError } from '../error/index.js';
+import {
+  MAX_PART_PAGE_BYTES,
+  SEGMENT_HEADER_BYTES,
+  encodePart,
+  encodeSegmentHeader,
+  segmentName,
+  type RecordPart,
+  type SegmentHeader,
+} from './segment-format.js';
+import type { Lsn, RedoRecord } from './types.js';
+
+export function fsyncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch (e) {
+    throw ioError('sync directory', dir, e);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** A record's fields without its pages: what every part of it repeats. */
+export type RecordMeta = Omit<RedoRecord, 'pages'>;
+
+/**
+ * Splits a record into parts of at most MAX_PART_PAGE_BYTES of page data, lazily: pages may come from an
+ * iterator over a whole database (a base) without all being in memory at once. A record without pages still
+ * has one (last) part.
+ */
+export function* recordParts(
+  meta: RecordMeta,
+  pages: Iterable<readonly [number, Uint8Array]>,
+  pageSize: number,
+): Generator<RecordPart> {
+  const perPart = Math.max(1, Math.floor(MAX_PART_PAGE_BYTES / pageSize));
+  const make = (chunk: Array<readonly [number, Uint8Array]>, part: number, last: boolean): RecordPart => {
+    const pgnos = new Uint32Array(chunk.length);
+    const data = Buffer.allocUnsafe(chunk.length * pageSize);
+    chunk.forEach(([pgno, page], j) => {
+      pgnos[j] = pgno;
+      data.set(page, j * pageSize);
+    });
+    return { ...meta, note: meta.note, part, last, pgnos, pageData: data };
+  };
+  let part = 0;
+  let pending: Array<readonly [number, Uint8Array]> | null = null;
+  let chunk: Array<readonly [number, Uint8Array]> = [];
+  for (const pg of pages) {
+    chunk.push(pg);
+    if (chunk.length === perPart) {
+      if (pending) yield make(pending, part++, false);
+      pending = chunk;
+      chunk = [];
+    }
+  }
+  if (pending && chunk.length === 0) {
+    yield make(pending, part, true);
+    return;
+  }
+  if (pending) yield make(pending, part++, false);
+  yield make(chunk, part, true);
+}
+
+export class SegmentWriter {
+  private constructor(
+    private path: string,
+    private fd: number,
+    readonly header: SegmentHeader,
+    /** Bytes in the file, all of them complete records. */
+    public bytes: number,
+    public lastLsn: Lsn,
+  ) {}
+
+  get firstLsn(): Lsn {
+    return this.header.firstLsn;
+  }
+  get recordCount(): number {
+    return Number(this.lastLsn - this.header.firstLsn + 1n);
+  }
+  get filePath(): string {
+    return this.path;
+  }
+
+  static create(dir: string, header: SegmentHeader): SegmentWriter {
+    const path = join(dir, segmentName(header.incarnation, header.firstLsn, null));
+    let fd: number;
+    try {
+      fd = openSync(path, 'wx');
+      writeSync(fd, encodeSegmentHeader(header), 0, SEGMENT_HEADER_BYTES, 0);
+      fsyncSync(fd);
+    } catch (e) {
+      throw ioError('create archive segment', path, e);
+    }
+    fsyncDir(dir);
+    return new SegmentWriter(path, fd, header, SEGMENT_HEADER_BYTES, (header.firstLsn - 1n) as Lsn);
+  }
+
+  /** Continues an open segment after a crash: cuts it to validEnd (the end of its last complete record). */
+  static reopen(path: string, header: SegmentHeader, validEnd: number, lastLsn: Lsn): SegmentWriter {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r+');
+      ftruncateSync(fd, validEnd);
+      fsyncSync(fd);
+    } catch (e) {
+      throw ioError('reopen archive segment', path, e);
+    }
+    return new SegmentWriter(path, fd, header, validEnd, lastLsn);
+  }
+
+  /** Appends records (LSNs lastLsn+1, +2, ...) and returns once they are durable. */
+  append(records: readonly RedoRecord[]): void {
+    const bufs: Buffer[] = [];
+    let expect = this.lastLsn + 1n;
+    for (const r of records) {
+      if (r.lsn !== expect) throw new Error(`assert: appending LSN ${r.lsn} where ${expect} belongs`);
+      expect++;
+      for (const p of recordParts(r, r.pages, this.header.pageSize)) bufs.push(encodePart(p));
+    }
+    this.writeDurably(() => [bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs)]);
+    this.lastLsn = (expect - 1n) as Lsn;
+  }
+
+  /**
+   * Appends one record whose pages come from an iterator (a base of a whole database), part by part, and
+   * returns once it is durable. Nothing of it counts until its last part is written and synced.
+   */
+  appendStream(meta: RecordMeta, pages: Iterable<readonly [number, Uint8Array]>): void {
+    if (meta.lsn !== this.lastLsn + 1n) throw new Error(`assert: appending LSN ${meta.lsn} where ${this.lastLsn + 1n} belongs`);
+    const pageSize = this.header.pageSize;
+    this.writeDurably(function* () {
+      for (const p of recordParts(meta, pages, pageSize)) yield encodePart(p);
+    });
+    this.lastLsn = meta.lsn;
+  }
+
+  /** Writes buffers at the end, fdatasyncs; on failure cuts the file back to where it was and throws IO. */
+  private writeDurably(bufs: () => Iterable<Buffer>): void {
+    let at = this.bytes;
+    try {
+      for (const b of bufs()) {
+        let done = 0;
+        while (done < b.length) done += writeSync(this.fd, b, done, b.length - done, at + done);
+        at += b.length;
+      }
+      fdatasyncSync(this.fd);
+    } catch (e) {
+      try {
+        ftruncateSync(this.fd, this.bytes);
+      } catch {
+        /* the reopen after a restart cuts it */
+      }
+      throw ioError('append to archive segment', this.path, e);
+    }
+    this.bytes = at;
+  }
+
+  /**
+   * Seals the segment: it becomes immutable under its final name. A segment with no record is removed
+   * instead (a sealed segment always holds at least one). Returns the sealed path, or null.
+   */
+  seal(): string | null {
+    const dir = dirname(this.path);
+    try {
+      fsyncSync(this.fd);
+      closeSync(this.fd);
+    } catch (e) {
+      throw ioError('sync archive segment', this.path, e);
+    }
+    if (this.recordCount === 0) {
+      unlinkSync(this.path);
+      fsyncDir(dir);
+      return null;
+    }
+    const sealed = join(dir, segmentName(this.header.incarnation, this.header.firstLsn, this.lastLsn));
+    try {
+      renameSync(this.path, sealed);
+    } catch (e) {
+      throw ioError(`seal archive segment ${basename(this.path)} as`, sealed, e);
+    }
+    fsyncDir(dir);
+    this.path = sealed;
+    return sealed;
+  }
+
+  /** Closes without sealing (the segment stays open for the next run to continue). */
+  close(): void {
+    try {
+      fsyncSync(this.fd);
+    } finally {
+      closeSync(this.fd);
+    }
+  }
+}
