@@ -252,6 +252,37 @@ describe('fuzz: the WAL', () => {
   });
 });
 
+describe('exhaustive single-bit flips', () => {
+  test('every bit of every WAL header and of both copies of every -shm header', () => {
+    for (const r of REFS) {
+      for (let bit = 0; bit < 32 * 8; bit++) {
+        const wal = Buffer.from(r.g.wal.subarray(0, 32));
+        wal[bit >> 3] = wal[bit >> 3]! ^ (1 << (bit & 7));
+        expect(parseWalHeader(wal), `${r.g.name} WAL header bit ${bit}`).toBeNull();
+      }
+      for (let bit = 0; bit < 96 * 8; bit++) {
+        const shm = Buffer.from(r.g.shm.subarray(0, 136));
+        shm[bit >> 3] = shm[bit >> 3]! ^ (1 << (bit & 7));
+        expect(parseWalIndexHeader(shm), `${r.g.name} -shm bit ${bit}`).toBeNull();
+      }
+    }
+  });
+
+  test('every bit of the first, a middle and the last committed frame of wal/page512', () => {
+    const r = REFS.find((x) => x.g.name === 'page512')!;
+    const mx = r.g.idx.mxFrame;
+    for (const k of [1, Math.ceil(mx / 2), mx]) {
+      const start = walFrameOffset(k, r.g.hdr.pageSize);
+      for (let bit = 0; bit < r.frameBytes * 8; bit++) {
+        const pos = start + (bit >> 3);
+        const wal = Buffer.from(r.g.wal);
+        wal[pos] = wal[pos]! ^ (1 << (bit & 7));
+        expectSingleDamage(r, wal, pos, `frame ${k} bit ${bit}`);
+      }
+    }
+  });
+});
+
 describe('fuzz: headers', () => {
   test('random buffers are never a WAL header, a wal-index header or a database header (seed 7)', () => {
     const rnd = prng(7);
