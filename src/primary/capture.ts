@@ -283,14 +283,16 @@ export class Capturer {
     }
   }
 
-  /** Salts of the WAL generation last checkpointed completely: nothing to gain until it restarts. */
-  private backfilledGeneration: string | null = null;
+  /** The WAL generation and mxFrame at the last complete checkpoint: no new cycle until checkpointFrames more. */
+  private backfilledAt: { generation: string; mxFrame: number } | null = null;
   private lastCheckpointTryMs = 0;
 
   /** Runs a checkpoint cycle if the WAL has grown past checkpointFrames. Returns true when one ran. */
   maybeCheckpoint(): boolean {
     if (this.stats.lastMxFrame < this.opts.checkpointFrames) return false;
-    if (this.backfilledGeneration === `${this.pos.salt1}:${this.pos.salt2}`) return false;
+    const b = this.backfilledAt;
+    if (b && b.generation === `${this.pos.salt1}:${this.pos.salt2}` && this.stats.lastMxFrame - b.mxFrame < this.opts.checkpointFrames)
+      return false;
     // A cycle that could not finish (application readers cap the backfill) is not retried at once.
     if (Date.now() - this.lastCheckpointTryMs < 50) return false;
     this.lastCheckpointTryMs = Date.now();
@@ -313,7 +315,8 @@ export class Capturer {
     try {
       this.poll(false);
       const r = this.live.checkpointUnderWriteLock();
-      if (r.busy === 0 && r.log === r.checkpointed) this.backfilledGeneration = `${this.pos.salt1}:${this.pos.salt2}`;
+      if (r.busy === 0 && r.log === r.checkpointed)
+        this.backfilledAt = { generation: `${this.pos.salt1}:${this.pos.salt2}`, mxFrame: r.log };
     } finally {
       this.live.releaseWriteLock();
     }
