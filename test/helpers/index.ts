@@ -1,0 +1,217 @@
+/**
+ * Helpers for integration tests: real processes (the CLI, the workload), real SQLite files, byte comparison.
+ * Nothing here mocks SQLite, the file system or the network.
+ */
+import Database from 'better-sqlite3';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createSchema } from '../../src/drill/index.js';
+
+export const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
+export const BIN = join(ROOT, 'bin', 'redoship');
+export const WORKLOAD = join(ROOT, 'dist', 'src', 'drill', 'workload.js');
+
+export function tempDir(prefix = 'redoship-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface Proc {
+  readonly child: ChildProcess;
+  stdout: string;
+  stderr: string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves when stderr or stdout matches re (already or later); rejects after timeoutMs. */
+  waitFor(re: RegExp, timeoutMs?: number): Promise<void>;
+}
+
+export function start(args: string[], opts: { cwd?: string; script?: string } = {}): Proc {
+  const child = spawn(process.execPath, [opts.script ?? BIN, ...args], { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p: Proc = {
+    child,
+    stdout: '',
+    stderr: '',
+    exited: new Promise((r) => child.once('exit', (code, signal) => r({ code, signal }))),
+    waitFor(re, timeoutMs = 30_000) {
+      return new Promise((res, rej) => {
+        const check = () => {
+          if (re.test(p.stderr) || re.test(p.stdout)) {
+            clearInterval(iv);
+            clearTimeout(to);
+            res();
+          }
+        };
+        const iv = setInterval(check, 10);
+        const to = setTimeout(() => {
+          clearInterval(iv);
+          rej(new Error(`timed out waiting for ${re}; stderr:\n${p.stderr}\nstdout:\n${p.stdout}`));
+        }, timeoutMs);
+        check();
+      });
+    },
+  };
+  child.stdout!.on('data', (d) => (p.stdout += d));
+  child.stderr!.on('data', (d) => (p.stderr += d));
+  return p;
+}
+
+/** Runs the CLI to completion. */
+export async function run(args: string[], opts: { cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = start(args, opts);
+  const { code } = await p.exited;
+  return { code, stdout: p.stdout, stderr: p.stderr };
+}
+
+/** Starts `redoship primary` and waits until it captures. */
+export async function startPrimary(db: string, archive: string, extra: string[] = []): Promise<Proc> {
+  const p = start(['primary', '--db', db, '--archive', archive, ...extra]);
+  await Promise.race([
+    p.waitFor(/primary: capturing/),
+    p.exited.then(({ code }) => {
+      throw new Error(`primary exited with ${code} before capturing:\n${p.stderr}`);
+    }),
+  ]);
+  return p;
+}
+
+export async function stopGracefully(p: Proc): Promise<number | null> {
+  p.child.kill('SIGTERM');
+  const { code } = await p.exited;
+  return code;
+}
+
+export interface WorkloadResult {
+  commits: number;
+  vacuums: number;
+  checkpoints: number;
+  elapsedMs: number;
+}
+
+export function startWorkload(db: string, args: Record<string, string | number>): Proc & { result(): Promise<WorkloadResult> } {
+  const flat = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
+  const p = start(['--db', db, ...flat], { script: WORKLOAD });
+  return Object.assign(p, {
+    async result() {
+      const { code } = await p.exited;
+      if (code !== 0) throw new Error(`workload exited ${code}: ${p.stderr}`);
+      return JSON.parse(p.stdout.trim().split('\n').pop()!) as WorkloadResult;
+    },
+  });
+}
+
+/** The logical content of a database as SQLite sees it now (db file + committed WAL), as one buffer. */
+export function logicalImage(path: string): Buffer {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return db.serialize();
+  } finally {
+    db.close();
+  }
+}
+
+/** Header bytes that may differ between copies of one state (DESIGN.md Apply). */
+const MASK: Array<[number, number]> = [
+  [18, 20],
+  [24, 28],
+  [92, 96],
+];
+
+/** Compares two database images page for page; returns the differing page numbers (empty when equal). */
+export function differingPages(a: Buffer, b: Buffer, pageSize: number): number[] {
+  const out: number[] = [];
+  const n = Math.max(a.length, b.length) / pageSize;
+  for (let i = 0; i < n; i++) {
+    const pa = Buffer.from(a.subarray(i * pageSize, (i + 1) * pageSize));
+    const pb = Buffer.from(b.subarray(i * pageSize, (i + 1) * pageSize));
+    if (i === 0)
+      for (const [s, e] of MASK) {
+        pa.fill(0, s, e);
+        pb.fill(0, s, e);
+      }
+    if (!pa.equals(pb)) out.push(i + 1);
+  }
+  return out;
+}
+
+/** A hash of every row of every table, in rowid order. */
+export function rowHash(path: string): string {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    const h = createHash('sha256');
+    const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all() as string[];
+    for (const t of tables) {
+      h.update(`table ${t}\n`);
+      for (const row of db.prepare(`SELECT * FROM "${t}" ORDER BY rowid`).raw().iterate() as Iterable<unknown[]>)
+        for (const v of row) h.update(Buffer.isBuffer(v) ? v : `${typeof v}:${String(v)};`);
+    }
+    return h.digest('hex');
+  } finally {
+    db.close();
+  }
+}
+
+export function integrityCheck(path: string): string {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare('PRAGMA integrity_check').pluck().all() as string[]).join('; ');
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Asserts-ready comparison of a restored file with the primary's current logical content: page for page
+ * (header fields masked), by row hash, and integrity_check of the restored file.
+ */
+export function compareWithPrimary(primary: string, restored: string): { differing: number[]; rowsEqual: boolean; integrity: string; pages: number } {
+  const a = logicalImage(primary);
+  const b = readFileSync(restored);
+  const pageSize = a.readUInt16BE(16) === 1 ? 65536 : a.readUInt16BE(16);
+  return {
+    differing: a.length === b.length ? differingPages(a, b, pageSize) : [-1],
+    rowsEqual: rowHash(primary) === rowHash(restored),
+    integrity: integrityCheck(restored),
+    pages: a.length / pageSize,
+  };
+}
+
+/** A fingerprint of every file under dir (names, sizes, content hashes): to prove a command changed nothing. */
+export function treeFingerprint(dir: string): string {
+  const h = createHash('sha256');
+  const walk = (d: string) => {
+    if (!existsSync(d)) return;
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p);
+      else h.update(`${p}\0${st.size}\0`).update(readFileSync(p));
+    }
+  };
+  walk(dir);
+  return h.digest('hex');
+}
+
+/** The archive as `archive list --json` reports it. */
+export async function archiveList(archive: string): Promise<{
+  lastLsn: string | null;
+  segments: Array<{ name: string; records: number; bases: string[]; breaks: Array<{ lsn: string; note: string }>; damage: string | null }>;
+  problems: string[];
+}> {
+  const r = await run(['archive', 'list', '--archive', archive, '--json']);
+  if (r.code !== 0) throw new Error(`archive list failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function makeDb(path: string, opts: { wal?: boolean } = {}): void {
+  const db = new Database(path);
+  if (opts.wal !== false) db.pragma('journal_mode = WAL');
+  createSchema(db);
+  db.close();
+}
