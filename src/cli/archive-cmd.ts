@@ -6,7 +6,7 @@ function row(s: SegmentReport): string {
   const marks = [
     s.sealed ? 'sealed' : 'open',
     ...s.bases.map((l) => `base@${l}`),
-    ...s.resyncs.map((r) => `BREAK@${r.lsn}`),
+    ...s.breaks.map((r) => `BREAK@${r.lsn}`),
     ...(s.damage ? ['DAMAGED'] : []),
     ...(s.tornTail ? ['torn-tail'] : []),
   ].join(' ');
@@ -34,7 +34,7 @@ export function archiveList(f: { archive: string; json?: boolean }): void {
           firstTime: s.firstTimeUs === null ? null : formatTimeUs(s.firstTimeUs),
           lastTime: s.lastTimeUs === null ? null : formatTimeUs(s.lastTimeUs),
           bases: s.bases,
-          breaks: s.resyncs,
+          breaks: s.breaks,
           damage: s.damage,
           tornTail: s.tornTail,
         })),
@@ -49,7 +49,7 @@ export function archiveList(f: { archive: string; json?: boolean }): void {
   for (const s of rep.segments) out.push(row(s));
   const total = rep.segments.reduce((n, s) => n + s.bytes, 0);
   out.push(`${rep.segments.length} segments, LSN ${rep.firstLsn ?? '-'}..${rep.lastLsn ?? '-'}, ${formatBytes(total)}`);
-  for (const s of rep.segments) for (const r of s.resyncs) out.push(`break at LSN ${r.lsn}: ${r.note}`);
+  for (const s of rep.segments) for (const r of s.breaks) out.push(`break at LSN ${r.lsn}: ${r.note}`);
   for (const p of rep.problems) out.push(`PROBLEM: ${p}`);
   process.stdout.write(out.join('\n') + '\n');
 }

@@ -188,7 +188,7 @@ export class Capturer {
       for (const [pgno, page] of snap.pages()) if (want.has(pgno)) pages.push([pgno, Buffer.from(page)]);
       const note = `resync (${reason}): ${differ.length} pages differ from LSN ${this.archive.lastLsn}; size ${archived.sizePages} -> ${snap.sizePages} pages`;
       this.archive.append([
-        { kind: 'resync', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, pages, wal: this.walPositionOf(snap.position), note },
+        { kind: 'resync', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, pages, wal: this.walPositionOf(snap.position), note, continuityBreak: true },
       ]);
       this.emit({ type: 'warning', message: `break in continuity recorded as LSN ${lsn}: ${note}` });
     }
@@ -199,7 +199,7 @@ export class Capturer {
 
   private writeBaseFrom(snap: ReturnType<typeof takeSnapshot>, lsn: Lsn, note: string): void {
     this.archive.appendStream(
-      { kind: 'base', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, wal: this.walPositionOf(snap.position), note },
+      { kind: 'base', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, wal: this.walPositionOf(snap.position), note, continuityBreak: true },
       snap.pages(),
     );
     this.emit({ type: 'warning', message: `break in continuity recorded as LSN ${lsn}: ${note}` });

@@ -43,7 +43,7 @@ export interface SegmentReport extends SegmentInfo {
   readonly firstTimeUs: bigint | null;
   readonly lastTimeUs: bigint | null;
   readonly bases: Lsn[];
-  readonly resyncs: Array<{ lsn: Lsn; note: string }>;
+  readonly breaks: Array<{ lsn: Lsn; note: string }>;
   readonly pages: number;
   /** Damage found, or null. A torn tail of the open segment is not damage: see tornTail. */
   readonly damage: string | null;
@@ -270,7 +270,7 @@ export class Archive {
 
   private verifySegment(s: SegmentInfo): SegmentReport {
     let reader: SegmentReader;
-    const base = { ...s, records: 0, firstTimeUs: null, lastTimeUs: null, bases: [], resyncs: [], pages: 0, tornTail: null };
+    const base = { ...s, records: 0, firstTimeUs: null, lastTimeUs: null, bases: [], breaks: [], pages: 0, tornTail: null };
     try {
       reader = new SegmentReader(s.path, this.expect());
     } catch (e) {
@@ -279,7 +279,7 @@ export class Archive {
     let firstTimeUs: bigint | null = null;
     let lastTimeUs: bigint | null = null;
     const bases: Lsn[] = [];
-    const resyncs: Array<{ lsn: Lsn; note: string }> = [];
+    const breaks: Array<{ lsn: Lsn; note: string }> = [];
     let pages = 0;
     let damage: string | null = null;
     let tornTail: string | null = null;
@@ -290,7 +290,7 @@ export class Archive {
           firstTimeUs ??= part.commitTimeUs;
           lastTimeUs = part.commitTimeUs;
           if (part.kind === 'base') bases.push(part.lsn);
-          if (part.kind === 'resync') resyncs.push({ lsn: part.lsn, note: part.note ?? '' });
+          if (part.continuityBreak) breaks.push({ lsn: part.lsn, note: part.note ?? '' });
         }
       }
       const d = reader.damage;
@@ -309,7 +309,7 @@ export class Archive {
       reader.close();
     }
     const records = Number(reader.lastLsn - s.firstLsn + 1n);
-    return { ...s, records, firstTimeUs, lastTimeUs, bases, resyncs, pages, damage, tornTail };
+    return { ...s, records, firstTimeUs, lastTimeUs, bases, breaks, pages, damage, tornTail };
   }
 
   /** Takes the writer lock and recovers the open segment. One writer per archive. */

@@ -89,6 +89,7 @@ export interface RecordPart {
   readonly pageData: Uint8Array;
   readonly wal: WalPosition | null;
   readonly note: string | undefined;
+  readonly continuityBreak: boolean;
 }
 
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true });
@@ -110,6 +111,7 @@ export function encodePart(p: RecordPart): Buffer {
     d: p.pageData,
     w: p.wal ? [p.wal.salt1, p.wal.salt2, p.wal.commitFrame, p.wal.s0, p.wal.s1] : null,
     ...(p.note !== undefined ? { x: p.note } : {}),
+    ...(p.continuityBreak ? { z: true } : {}),
   });
   const head = Buffer.alloc(PART_HEADER_BYTES);
   head.writeUInt32BE(body.length, 0);
@@ -161,6 +163,7 @@ export function decodePartBody(body: Uint8Array, pageSize: number): RecordPart |
     wal = { salt1: salt1!, salt2: salt2!, commitFrame: commitFrame!, s0: s0!, s1: s1! };
   }
   if (o.x !== undefined && typeof o.x !== 'string') return 'bad note';
+  if (o.z !== undefined && o.z !== true) return 'bad break flag';
   return {
     kind,
     lsn: l as Lsn,
@@ -172,6 +175,7 @@ export function decodePartBody(body: Uint8Array, pageSize: number): RecordPart |
     pageData: o.d,
     wal,
     note: o.x as string | undefined,
+    continuityBreak: o.z === true,
   };
 }
 

@@ -157,5 +157,6 @@ export function assembleRecord(parts: readonly RecordPart[], pageSize: number): 
     pages,
     wal: last.wal,
     ...(first.note !== undefined ? { note: first.note } : {}),
+    ...(first.continuityBreak ? { continuityBreak: true } : {}),
   };
 }

@@ -50,7 +50,7 @@ export function* recordParts(
       pgnos[j] = pgno;
       data.set(page, j * pageSize);
     });
-    return { ...meta, note: meta.note, part, last, pgnos, pageData: data };
+    return { ...meta, note: meta.note, continuityBreak: meta.continuityBreak === true, part, last, pgnos, pageData: data };
   };
   let part = 0;
   let pending: Array<readonly [number, Uint8Array]> | null = null;

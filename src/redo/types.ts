@@ -44,6 +44,11 @@ export interface RedoRecord {
   readonly wal: WalPosition | null;
   /** Human-readable reason for a 'resync' record or a base. */
   readonly note?: string;
+  /**
+   * True when this record does not follow from the previous LSN by one captured transaction but
+   * re-establishes the database's state after a break in continuity (a 'resync', or a base taken for one).
+   */
+  readonly continuityBreak?: boolean;
 }
 
 export interface ArchiveIdentity {
