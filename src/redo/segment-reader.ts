@@ -19,6 +19,10 @@ import {
 import type { Lsn, RedoRecord } from './types.js';
 
 export interface SegmentDamage {
+  /**
+   * Where reading failed: the invalid part, or the end of the file. The complete records end at validEnd,
+   * which is at or before this (a record's earlier parts may be intact).
+   */
   readonly offset: number;
   readonly reason: string;
   /** The LSN of the record that is damaged or incomplete. */
@@ -110,10 +114,8 @@ export class SegmentReader {
           expectPart++;
         }
       }
-      if (recordStart !== off) {
-        off = recordStart;
-        fail('the last record is incomplete (its final part is missing)');
-      }
+      // The file ends between parts of one record: reading failed at the end of the file.
+      if (recordStart !== off) fail('the last record is incomplete (its final part is missing)');
     } catch (e) {
       throw ioError('read archive segment', this.path, e);
     }

@@ -43,32 +43,37 @@ export function* recordParts(
   pageSize: number,
 ): Generator<RecordPart> {
   const perPart = Math.max(1, Math.floor(MAX_PART_PAGE_BYTES / pageSize));
-  const make = (chunk: Array<readonly [number, Uint8Array]>, part: number, last: boolean): RecordPart => {
-    const pgnos = new Uint32Array(chunk.length);
-    const data = Buffer.allocUnsafe(chunk.length * pageSize);
-    chunk.forEach(([pgno, page], j) => {
-      pgnos[j] = pgno;
-      data.set(page, j * pageSize);
-    });
-    return { ...meta, note: meta.note, continuityBreak: meta.continuityBreak === true, part, last, pgnos, pageData: data };
-  };
+  // Each page is copied into the part's buffer as it arrives: the iterator may reuse its buffers (a base
+  // reads the database through one buffer), so a view kept for later would be overwritten.
+  const make = (pgnos: number[], data: Buffer, part: number, last: boolean): RecordPart => ({
+    ...meta,
+    note: meta.note,
+    continuityBreak: meta.continuityBreak === true,
+    part,
+    last,
+    pgnos: Uint32Array.from(pgnos),
+    pageData: data.subarray(0, pgnos.length * pageSize),
+  });
   let part = 0;
-  let pending: Array<readonly [number, Uint8Array]> | null = null;
-  let chunk: Array<readonly [number, Uint8Array]> = [];
-  for (const pg of pages) {
-    chunk.push(pg);
-    if (chunk.length === perPart) {
-      if (pending) yield make(pending, part++, false);
-      pending = chunk;
-      chunk = [];
+  let pgnos: number[] = [];
+  let data = Buffer.allocUnsafe(perPart * pageSize);
+  // A full part is held back until we know whether another page follows it (then it is not the last).
+  let full: { pgnos: number[]; data: Buffer } | null = null;
+  for (const [pgno, page] of pages) {
+    if (full) {
+      yield make(full.pgnos, full.data, part++, false);
+      full = null;
+    }
+    data.set(page.subarray(0, pageSize), pgnos.length * pageSize);
+    pgnos.push(pgno);
+    if (pgnos.length === perPart) {
+      full = { pgnos, data };
+      pgnos = [];
+      data = Buffer.allocUnsafe(perPart * pageSize);
     }
   }
-  if (pending && chunk.length === 0) {
-    yield make(pending, part, true);
-    return;
-  }
-  if (pending) yield make(pending, part++, false);
-  yield make(chunk, part, true);
+  if (full) yield make(full.pgnos, full.data, part, true);
+  else yield make(pgnos, data, part, true);
 }
 
 export class SegmentWriter {

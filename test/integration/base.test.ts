@@ -1,0 +1,68 @@
+/**
+ * Bases and resyncs of a database larger than one read chunk and one archive part (thousands of pages):
+ * the first base of an existing rollback-journal database, a resync that carries only the differing pages,
+ * and a resync that becomes a full base. Each restore is compared with the database page for page.
+ */
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { archiveList, compareWithPrimary, run, startPrimary, stopGracefully, tempDir } from '../helpers/index.js';
+
+async function restoreEquals(db: string, arch: string, out: string): Promise<void> {
+  const r = await run(['restore', '--archive', arch, '--to', out]);
+  expect(r.code, r.stderr).toBe(0);
+  const cmp = compareWithPrimary(db, out);
+  expect(cmp.differing).toEqual([]);
+  expect(cmp.rowsEqual).toBe(true);
+  expect(cmp.integrity).toBe('ok');
+}
+
+describe('large bases and resyncs', () => {
+  test('first base of a 24 MiB rollback-journal database, then a diff resync, then a base resync', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const app = new Database(db);
+    app.exec('CREATE TABLE big (id INTEGER PRIMARY KEY, v BLOB NOT NULL)');
+    const ins = app.prepare('INSERT INTO big (v) VALUES (?)');
+    app.transaction(() => {
+      for (let i = 0; i < 6000; i++) ins.run(Buffer.alloc(3500, i & 0xff));
+    })();
+    expect(app.pragma('journal_mode', { simple: true })).toBe('delete');
+    app.close();
+
+    let primary = await startPrimary(db, arch);
+    expect(primary.stderr).toMatch(/start: base/);
+    const w = new Database(db);
+    w.prepare('UPDATE big SET v = ? WHERE id = 10').run(Buffer.alloc(3500, 1));
+    w.close(); // not the last connection: the primary holds its own, so the WAL stays
+    expect(await stopGracefully(primary)).toBe(0);
+    await restoreEquals(db, arch, join(dir, 'r1.db'));
+
+    // While the primary is down, a few rows change and the last connection closes: the WAL is checkpointed
+    // and deleted, so the restart resyncs, carrying only the pages that differ.
+    const w2 = new Database(db);
+    w2.prepare('UPDATE big SET v = ? WHERE id IN (100, 3000, 5999)').run(Buffer.alloc(3500, 2));
+    w2.close();
+    primary = await startPrimary(db, arch);
+    expect(primary.stderr).toMatch(/start: resync/);
+    expect(await stopGracefully(primary)).toBe(0);
+    let list = await archiveList(arch);
+    const diff = list.segments.flatMap((s) => s.breaks);
+    expect(diff.length).toBe(1);
+    expect(diff[0]!.note).toMatch(/\b[1-9] pages differ/);
+    await restoreEquals(db, arch, join(dir, 'r2.db'));
+
+    // Now most pages change: the resync is a full base.
+    const w3 = new Database(db);
+    w3.prepare('UPDATE big SET v = ?').run(Buffer.alloc(3500, 3));
+    w3.close();
+    primary = await startPrimary(db, arch);
+    expect(await stopGracefully(primary)).toBe(0);
+    list = await archiveList(arch);
+    const breaks = list.segments.flatMap((s) => s.breaks);
+    expect(breaks.length).toBe(2);
+    expect(breaks[1]!.note).toMatch(/full base/);
+    await restoreEquals(db, arch, join(dir, 'r3.db'));
+  });
+});
