@@ -34,15 +34,16 @@ export function buildProgram(): Command {
   program
     .command('primary')
     .description('attach to a live SQLite database and archive every committed transaction, until SIGINT/SIGTERM')
-    .requiredOption('--db <path>', 'the live database (other processes keep writing it)')
-    .requiredOption('--archive <dir>', 'the archive directory (created on first start)')
-    .option('--checkpoint-frames <n>', 'run a checkpoint cycle when the WAL holds this many frames', '1000')
-    .option('--segment-size <size>', 'seal an archive segment at this size', '64MB')
-    .option('--segment-age <duration>', 'seal an archive segment when its first record is this old', '60s')
-    .option('--lock-timeout <duration>', 'how long a base or resync waits for the write lock', '10s')
+    .option('--db <path>', 'the live database (other processes keep writing it)')
+    .option('--archive <dir>', 'the archive directory (created on first start)')
+    .option('--checkpoint-frames <n>', 'run a checkpoint cycle when the WAL holds this many frames (default 1000)')
+    .option('--segment-size <size>', 'seal an archive segment at this size (default 64MB)')
+    .option('--segment-age <duration>', 'seal an archive segment when its first record is this old (default 60s)')
+    .option('--lock-timeout <duration>', 'how long a base or resync waits for the write lock (default 10s)')
+    .option('--config <file>', 'read these options from a JSON file ({"db": ..., "archive": ..., "segment-size": ...}); flags win')
     .option('--adopt', 'accept an archive made for this database at another path (it was moved)')
     .option('--quiet', 'print only warnings and errors')
-    .addHelpText('after', example('npx redoship primary --db app.db --archive ./arch'))
+    .addHelpText('after', example('npx redoship primary --db app.db --archive ./arch\nnpx redoship primary --config /etc/redoship/app.json'))
     .action(primaryCommand);
 
   const archive = program.command('archive').description('inspect an archive');
