@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   TARGET_EXISTS: 30, // a restore target already exists
   TARGET_UNREACHABLE: 31, // the requested LSN or time is not in the archive
   IO: 40, // the file system refused (full disk, permissions)
+  PEER_REFUSED: 41, // the other side of a redo connection refused us, or failed to prove the secret
+  PEER_UNREACHABLE: 42,
   WAL_CORRUPT: 50, // the live WAL does not match what SQLite published
   ASSERT: 99, // should be impossible: a bug
 } as const;

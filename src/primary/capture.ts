@@ -31,7 +31,7 @@ import {
 } from '../redo/index.js';
 import { WAL_FRAME_HEADER_BYTES, pageHash, scanWalFrames, type WalIndexHeader } from '../sqlite/index.js';
 import type { LiveDatabase } from './live-db.js';
-import { takeSnapshot, walMismatch, type CapturePosition } from './snapshot.js';
+import { takeSnapshot, walMismatch, type CapturePosition, type Snapshot } from './snapshot.js';
 
 export interface CaptureOptions {
   /** Start a checkpoint cycle once the WAL holds this many frames. Default 1000 (SQLite's autocheckpoint). */
@@ -70,7 +70,11 @@ export interface CaptureStats {
 }
 
 export type CaptureEvent =
-  | { type: 'archived'; records: readonly RedoRecord[]; durableAtUs: bigint }
+  /**
+   * Records [firstLsn, lastLsn] are durable in the archive. encoded holds them framed as in a segment (the
+   * wire format); it is null for a base or resync written as a stream: read those from the archive.
+   */
+  | { type: 'archived'; firstLsn: Lsn; lastLsn: Lsn; records: readonly RedoRecord[]; encoded: Buffer | null; durableAtUs: bigint }
   | { type: 'warning'; message: string }
   | { type: 'info'; message: string };
 
@@ -156,15 +160,25 @@ export class Capturer {
 
   private writeBase(note: string): void {
     const snap = takeSnapshot(this.live, this.opts.snapshotLockTimeoutMs);
+    this.archiveBase(snap, note, false);
+    this.afterSnapshot(snap);
+  }
+
+  /** Appends a base of the snapshot as the next LSN (streamed: a base can be the whole database). */
+  private archiveBase(snap: Snapshot, note: string, continuityBreak: boolean): void {
     const lsn = (this.archive.lastLsn + 1n) as Lsn;
     this.archive.appendStream(
-      { kind: 'base', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, wal: this.walPositionOf(snap.position), note },
+      { kind: 'base', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, wal: this.walPositionOf(snap.position), note, continuityBreak },
       snap.pages(),
     );
+    this.emit({ type: 'archived', firstLsn: lsn, lastLsn: lsn, records: [], encoded: null, durableAtUs: nowUs() });
+    this.emit({ type: continuityBreak ? 'warning' : 'info', message: `${continuityBreak ? 'break in continuity recorded' : 'archived a base'} as LSN ${lsn}: ${note}` });
+  }
+
+  private afterSnapshot(snap: Snapshot): void {
     this.pos = snap.position;
     this.lastSeenMx = snap.position.frame;
     this.live.advanceRead();
-    this.emit({ type: 'info', message: `archived a base of ${snap.sizePages} pages as LSN ${lsn}` });
   }
 
   /**
@@ -179,30 +193,20 @@ export class Capturer {
       const h = archived.hashes[pgno - 1];
       if (!h || !h.equals(pageHash(pgno, page))) differ.push(pgno);
     }
-    const lsn = (this.archive.lastLsn + 1n) as Lsn;
     if (differ.length * 2 > snap.sizePages) {
-      this.writeBaseFrom(snap, lsn, `resync (${reason}): ${differ.length} of ${snap.sizePages} pages differ, so a full base`);
+      this.archiveBase(snap, `resync (${reason}): ${differ.length} of ${snap.sizePages} pages differ, so a full base`, true);
     } else {
+      const lsn = (this.archive.lastLsn + 1n) as Lsn;
       const want = new Set(differ);
       const pages: Array<readonly [number, Uint8Array]> = [];
       for (const [pgno, page] of snap.pages()) if (want.has(pgno)) pages.push([pgno, Buffer.from(page)]);
       const note = `resync (${reason}): ${differ.length} pages differ from LSN ${this.archive.lastLsn}; size ${archived.sizePages} -> ${snap.sizePages} pages`;
-      this.archive.append([
-        { kind: 'resync', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, pages, wal: this.walPositionOf(snap.position), note, continuityBreak: true },
-      ]);
+      const rec: RedoRecord = { kind: 'resync', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, pages, wal: this.walPositionOf(snap.position), note, continuityBreak: true };
+      const encoded = this.archive.append([rec]);
+      this.emit({ type: 'archived', firstLsn: lsn, lastLsn: lsn, records: [rec], encoded, durableAtUs: nowUs() });
       this.emit({ type: 'warning', message: `break in continuity recorded as LSN ${lsn}: ${note}` });
     }
-    this.pos = snap.position;
-    this.lastSeenMx = snap.position.frame;
-    this.live.advanceRead();
-  }
-
-  private writeBaseFrom(snap: ReturnType<typeof takeSnapshot>, lsn: Lsn, note: string): void {
-    this.archive.appendStream(
-      { kind: 'base', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, wal: this.walPositionOf(snap.position), note, continuityBreak: true },
-      snap.pages(),
-    );
-    this.emit({ type: 'warning', message: `break in continuity recorded as LSN ${lsn}: ${note}` });
+    this.afterSnapshot(snap);
   }
 
   /**
@@ -269,7 +273,7 @@ export class Capturer {
         pages: t.pages,
         wal: { salt1: hdr.salt1, salt2: hdr.salt2, commitFrame: t.commitFrame, s0: t.checksum.s0, s1: t.checksum.s1 },
       }));
-      this.archive.append(records);
+      const encoded = this.archive.append(records);
       this.pos = { salt1: hdr.salt1, salt2: hdr.salt2, frame: scan.endFrame, checksum: scan.endChecksum };
       this.stats.capturedFrame = scan.endFrame;
       const durableAtUs = nowUs();
@@ -278,7 +282,7 @@ export class Capturer {
       this.stats.lastCaptureMs = Date.now();
       for (const r of records) this.stats.pages += r.pages.length;
       this.stats.bytes += (scan.endFrame - first + 1) * frameBytes;
-      this.emit({ type: 'archived', records, durableAtUs });
+      this.emit({ type: 'archived', firstLsn: records[0]!.lsn, lastLsn: records[records.length - 1]!.lsn, records, encoded, durableAtUs });
       return records.length;
     }
   }

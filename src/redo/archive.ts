@@ -109,6 +109,11 @@ export class Archive {
   }
 
   private expect() {
+    return this.identityExpect;
+  }
+
+  /** What every segment of this archive must carry in its header. */
+  get identityExpect(): { databaseId: string; pageSize: number } {
     return { databaseId: this.identity.databaseId, pageSize: this.identity.pageSize };
   }
 
@@ -216,6 +221,19 @@ export class Archive {
       }
     }
     return found;
+  }
+
+  /** The commit time of the record at lsn, or null when the archive does not hold it whole. */
+  commitTimeOf(lsn: Lsn): bigint | null {
+    const s = this.segments().find((x) => x.firstLsn <= lsn && lsn <= x.lastLsn);
+    if (!s) return null;
+    const r = new SegmentReader(s.path, this.expect());
+    try {
+      for (const { part } of r.parts()) if (part.lsn === lsn && part.last) return part.commitTimeUs;
+    } finally {
+      r.close();
+    }
+    return null;
   }
 
   /** The last LSN whose commit time is at or before timeUs, or null when none is. */
@@ -392,11 +410,29 @@ export class ArchiveWriter {
     }
   }
 
-  /** Appends records and returns once they are durable. Seals when the segment reaches its size. */
-  append(records: readonly RedoRecord[]): void {
-    if (records.length === 0) return;
-    this.openSegment(records[0]!.lsn).append(records);
+  /**
+   * Appends records and returns once they are durable. Seals when the segment reaches its size. Returns the
+   * framed bytes written (the wire format of redo too).
+   */
+  append(records: readonly RedoRecord[]): Buffer {
+    if (records.length === 0) return Buffer.alloc(0);
+    const bytes = this.openSegment(records[0]!.lsn).append(records);
     this.appended(records[records.length - 1]!);
+    return bytes;
+  }
+
+  /**
+   * Appends framed parts received from another archive (see SegmentWriter.appendRaw), durably. tail is the
+   * last complete record's header, when these parts complete one. Seals only between records.
+   */
+  appendRaw(
+    parts: ReadonlyArray<{ readonly lsn: Lsn; readonly part: number; readonly last: boolean; readonly raw: Uint8Array }>,
+    lastComplete: RecordMeta | null,
+  ): void {
+    if (parts.length === 0) return;
+    const seg = this.openSegment(parts[0]!.part === 0 ? parts[0]!.lsn : this.lastLsn);
+    seg.appendRaw(parts);
+    if (lastComplete) this.appended(lastComplete, !seg.hasIncompleteRecord);
   }
 
   /** Appends one record whose pages come from an iterator (a base), durably. */
@@ -418,22 +454,31 @@ export class ArchiveWriter {
     return this.seg;
   }
 
-  private appended(last: RecordMeta): void {
+  private appended(last: RecordMeta, maySeal = true): void {
     this.lastLsn = last.lsn;
     this.tail = { lsn: last.lsn, kind: last.kind, commitTimeUs: last.commitTimeUs, sizePages: last.sizePages, wal: last.wal };
-    if (this.seg && this.seg.bytes >= this.opts.segmentBytes) this.seal();
+    if (maySeal && this.seg && this.seg.bytes >= this.opts.segmentBytes) this.seal();
+  }
+
+  /** Cuts an incomplete record at the end of the open segment (its sender starts it over). */
+  dropIncomplete(): void {
+    this.seg?.dropIncomplete();
   }
 
   /** Seals the open segment if it has records and is older than segmentAgeMs. Returns the sealed path. */
   sealIfOld(nowMs = Date.now()): string | null {
-    if (this.seg && this.seg.recordCount > 0 && nowMs - this.segOpenedAtMs >= this.opts.segmentAgeMs) return this.seal();
+    if (this.seg && this.seg.recordCount > 0 && !this.seg.hasIncompleteRecord && nowMs - this.segOpenedAtMs >= this.opts.segmentAgeMs)
+      return this.seal();
     return null;
   }
 
-  /** Seals the open segment now (archive switch). Returns the sealed path, or null when nothing was open. */
+  /**
+   * Seals the open segment now (archive switch). Returns the sealed path, or null when nothing was open or
+   * it ends in an incomplete record (it stays open until the record completes).
+   */
   seal(): string | null {
     const s = this.seg;
-    if (!s) return null;
+    if (!s || s.hasIncompleteRecord) return null;
     this.seg = null;
     return s.seal();
   }
@@ -446,7 +491,7 @@ export class ArchiveWriter {
   close(opts: { seal: boolean }): void {
     try {
       if (opts.seal) this.seal();
-      else this.seg?.close();
+      this.seg?.close();
       this.seg = null;
     } finally {
       this.lock.release();

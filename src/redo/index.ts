@@ -15,3 +15,9 @@ export type {
   SegmentInfo,
 } from './types.js';
 export type { RecordMeta } from './segment-writer.js';
+export { restoreFromArchive } from './materialize.js';
+export type { RestoreOptions, RestoreResult } from './materialize.js';
+export { ArchiveCursor, ArchiveRecordReader } from './cursor.js';
+export type { CursorPart } from './cursor.js';
+export { splitFramedParts, checkFramedPart } from './segment-reader.js';
+export type { RecordPart } from './segment-format.js';

@@ -78,13 +78,14 @@ export class SegmentReader {
   /**
    * Yields every part in order, with the offset where it starts. Stops at the first damage (recorded in
    * `damage`) or at the end of the file; `validEnd` and `lastLsn` then describe the complete records.
+   * `from` resumes at a part boundary found by an earlier pass (offset, and the LSN and part expected there).
    */
-  *parts(): Generator<{ part: RecordPart; offset: number }> {
+  *parts(from?: { offset: number; lsn: Lsn; part: number }): Generator<{ part: RecordPart; offset: number; raw: Buffer }> {
     const head = Buffer.alloc(PART_HEADER_BYTES);
-    let off = SEGMENT_HEADER_BYTES;
-    let recordStart = off;
-    let expectLsn = this.header.firstLsn;
-    let expectPart = 0;
+    let off = from?.offset ?? SEGMENT_HEADER_BYTES;
+    let recordStart = from && from.part > 0 ? -1 : off;
+    let expectLsn = from?.lsn ?? this.header.firstLsn;
+    let expectPart = from?.part ?? 0;
     const fail = (reason: string) => {
       this.damage = { offset: off, reason, lsn: expectLsn };
     };
@@ -95,14 +96,12 @@ export class SegmentReader {
         const len = head.readUInt32BE(0);
         if (len === 0 || len > MAX_PART_BYTES) return fail(`part claims ${len} bytes`);
         if (off + PART_HEADER_BYTES + len > this.fileBytes) return fail('file ends inside a part');
-        const body = Buffer.allocUnsafe(len);
-        readSync(this.fd, body, 0, len, off + PART_HEADER_BYTES);
-        if (crc32(body) !== head.readUInt32BE(4)) return fail('part checksum mismatch');
-        const part = decodePartBody(body, this.header.pageSize);
+        const raw = Buffer.allocUnsafe(PART_HEADER_BYTES + len);
+        head.copy(raw);
+        readSync(this.fd, raw, PART_HEADER_BYTES, len, off + PART_HEADER_BYTES);
+        const part = checkFramedPart(raw, this.header.pageSize, expectLsn, expectPart);
         if (typeof part === 'string') return fail(part);
-        if (part.lsn !== expectLsn) return fail(`holds LSN ${part.lsn} where LSN ${expectLsn} belongs`);
-        if (part.part !== expectPart) return fail(`part ${part.part} of LSN ${part.lsn} where part ${expectPart} belongs`);
-        yield { part, offset: off };
+        yield { part, offset: off, raw };
         off += PART_HEADER_BYTES + len;
         if (part.last) {
           this.lastLsn = part.lsn;
@@ -161,4 +160,52 @@ export function assembleRecord(parts: readonly RecordPart[], pageSize: number): 
     ...(first.note !== undefined ? { note: first.note } : {}),
     ...(first.continuityBreak ? { continuityBreak: true } : {}),
   };
+}
+
+/**
+ * Checks one framed part (length, CRC, body) that should hold part expectPart of LSN expectLsn. Returns the
+ * decoded part or why it is not valid. Shared by segment files and redo messages on the wire.
+ */
+export function checkFramedPart(raw: Uint8Array, pageSize: number, expectLsn: Lsn, expectPart: number): RecordPart | string {
+  if (raw.length < PART_HEADER_BYTES) return 'part header cut short';
+  const v = new DataView(raw.buffer, raw.byteOffset, raw.length);
+  const len = v.getUint32(0);
+  if (len === 0 || len > MAX_PART_BYTES) return `part claims ${len} bytes`;
+  if (PART_HEADER_BYTES + len !== raw.length) return 'part length does not match its frame';
+  const body = raw.subarray(PART_HEADER_BYTES);
+  if (crc32(body) !== v.getUint32(4)) return 'part checksum mismatch';
+  const part = decodePartBody(body, pageSize);
+  if (typeof part === 'string') return part;
+  if (part.lsn !== expectLsn) return `holds LSN ${part.lsn} where LSN ${expectLsn} belongs`;
+  if (part.part !== expectPart) return `part ${part.part} of LSN ${part.lsn} where part ${expectPart} belongs`;
+  return part;
+}
+
+/**
+ * Splits a buffer of framed parts (a redo message) into checked parts that continue at (lsn, part).
+ * Returns the parts, or why the buffer is not a valid continuation.
+ */
+export function splitFramedParts(
+  buf: Uint8Array,
+  pageSize: number,
+  next: { lsn: Lsn; part: number },
+): Array<{ part: RecordPart; raw: Uint8Array }> | string {
+  const out: Array<{ part: RecordPart; raw: Uint8Array }> = [];
+  let off = 0;
+  let { lsn, part: partNo } = next;
+  while (off < buf.length) {
+    if (off + PART_HEADER_BYTES > buf.length) return 'message ends inside a part header';
+    const len = new DataView(buf.buffer, buf.byteOffset + off, PART_HEADER_BYTES).getUint32(0);
+    if (len === 0 || len > MAX_PART_BYTES || off + PART_HEADER_BYTES + len > buf.length) return `part claims ${len} bytes`;
+    const raw = buf.subarray(off, off + PART_HEADER_BYTES + len);
+    const p = checkFramedPart(raw, pageSize, lsn, partNo);
+    if (typeof p === 'string') return p;
+    out.push({ part: p, raw });
+    off += raw.length;
+    if (p.last) {
+      lsn = (lsn + 1n) as Lsn;
+      partNo = 0;
+    } else partNo++;
+  }
+  return out;
 }

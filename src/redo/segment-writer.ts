@@ -123,8 +123,11 @@ export class SegmentWriter {
     return new SegmentWriter(path, fd, header, validEnd, lastLsn);
   }
 
-  /** Appends records (LSNs lastLsn+1, +2, ...) and returns once they are durable. */
-  append(records: readonly RedoRecord[]): void {
+  /**
+   * Appends records (LSNs lastLsn+1, +2, ...) and returns once they are durable. Returns the bytes written
+   * (framed parts, the archive format, which is also the wire format of redo).
+   */
+  append(records: readonly RedoRecord[]): Buffer {
     const bufs: Buffer[] = [];
     let expect = this.lastLsn + 1n;
     for (const r of records) {
@@ -132,8 +135,66 @@ export class SegmentWriter {
       expect++;
       for (const p of recordParts(r, r.pages, this.header.pageSize)) bufs.push(encodePart(p));
     }
-    this.writeDurably(() => [bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs)]);
+    if (this.pending) throw new Error(`assert: appending records while LSN ${this.pending.lsn} is incomplete`);
+    const all = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs);
+    this.writeDurably(() => [all]);
     this.lastLsn = (expect - 1n) as Lsn;
+    return all;
+  }
+
+  /** The record whose parts have been appended in part (appendRaw) and whose last part has not come yet. */
+  private pending: { lsn: Lsn; nextPart: number } | null = null;
+
+  get hasIncompleteRecord(): boolean {
+    return this.pending !== null;
+  }
+
+  /** Where the incomplete record starts, so that it can be cut when its sender starts it over. */
+  private pendingStart = 0;
+
+  /** Cuts an incomplete record (appendRaw) off the end: its sender will send it again from part 0. */
+  dropIncomplete(): void {
+    if (!this.pending) return;
+    try {
+      ftruncateSync(this.fd, this.pendingStart);
+      fdatasyncSync(this.fd);
+    } catch (e) {
+      throw ioError('cut an incomplete record from', this.path, e);
+    }
+    this.bytes = this.pendingStart;
+    this.pending = null;
+  }
+
+  /**
+   * Appends parts received from elsewhere (a standby's receiver), already framed and checked, durably. They
+   * must continue the segment: the next part of an incomplete record, or part 0 of LSN lastLsn+1. A record
+   * becomes complete with its last part; an incomplete one at the end of the file is a torn tail until then.
+   */
+  appendRaw(parts: ReadonlyArray<{ readonly lsn: Lsn; readonly part: number; readonly last: boolean; readonly raw: Uint8Array }>): void {
+    let pending = this.pending;
+    let lastLsn = this.lastLsn;
+    for (const p of parts) {
+      const want = pending ?? { lsn: (lastLsn + 1n) as Lsn, nextPart: 0 };
+      if (p.lsn !== want.lsn || p.part !== want.nextPart)
+        throw new Error(`assert: part ${p.part} of LSN ${p.lsn} where part ${want.nextPart} of LSN ${want.lsn} belongs`);
+      if (p.last) {
+        lastLsn = p.lsn;
+        pending = null;
+      } else pending = { lsn: p.lsn, nextPart: p.part + 1 };
+    }
+    const before = this.bytes;
+    this.writeDurably(() => parts.map((p) => Buffer.from(p.raw.buffer, p.raw.byteOffset, p.raw.length)));
+    if (pending && (!this.pending || this.pending.lsn !== pending.lsn)) {
+      // A new incomplete record began in this batch: find where (after the last part with `last`).
+      let off = before;
+      this.pendingStart = before;
+      for (const p of parts) {
+        off += p.raw.length;
+        if (p.last) this.pendingStart = off;
+      }
+    }
+    this.pending = pending;
+    this.lastLsn = lastLsn;
   }
 
   /**
@@ -141,6 +202,7 @@ export class SegmentWriter {
    * returns once it is durable. Nothing of it counts until its last part is written and synced.
    */
   appendStream(meta: RecordMeta, pages: Iterable<readonly [number, Uint8Array]>): void {
+    if (this.pending) throw new Error(`assert: appending a record while LSN ${this.pending.lsn} is incomplete`);
     if (meta.lsn !== this.lastLsn + 1n) throw new Error(`assert: appending LSN ${meta.lsn} where ${this.lastLsn + 1n} belongs`);
     const pageSize = this.header.pageSize;
     this.writeDurably(function* () {

@@ -9,16 +9,20 @@
 import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { RedoshipError, ioError } from '../error/index.js';
-import { Archive, fsyncDir, type Lsn } from '../redo/index.js';
+import { Archive } from './archive.js';
+import { fsyncDir } from './segment-writer.js';
+import type { Lsn } from './types.js';
 
 export interface RestoreOptions {
-  readonly archive: string;
+  readonly archive: string | Archive;
   readonly to: string;
   /** Stop after this LSN. Default: the archive's last. */
   readonly untilLsn?: bigint;
   /** Stop after the last transaction committed at or before this time. */
   readonly untilTime?: Date;
   readonly onProgress?: (p: { lsn: Lsn; targetLsn: Lsn; pages: number }) => void;
+  /** Called with the temporary file's fd once every page is written, before it is synced and renamed. */
+  readonly beforeRename?: (fd: number) => void;
 }
 
 export interface RestoreResult {
@@ -33,7 +37,7 @@ export interface RestoreResult {
 }
 
 export function restoreFromArchive(o: RestoreOptions): RestoreResult {
-  const archive = Archive.open(o.archive);
+  const archive = typeof o.archive === 'string' ? Archive.open(o.archive) : o.archive;
   const to = resolve(o.to);
   if (existsSync(to))
     throw new RedoshipError('TARGET_EXISTS', `${to} already exists`, 'restore to a new path, or remove that file first');
@@ -89,6 +93,7 @@ export function restoreFromArchive(o: RestoreOptions): RestoreResult {
         `its last segment may be torn; restore with --until-lsn ${last?.lsn ?? baseLsn - 1n}`,
       );
     ftruncateSync(fd, sizePages * pageSize);
+    o.beforeRename?.(fd);
     fsyncSync(fd);
     closeSync(fd);
     renameSync(tmp, to);

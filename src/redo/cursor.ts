@@ -1,0 +1,161 @@
+/**
+ * A cursor over an archive's framed parts from one LSN on, across segments, for serving redo to a standby.
+ * It remembers the segment and byte offset it stopped at, so reading on is O(what is read), and it follows
+ * the open segment as it grows and when it is sealed (renamed).
+ */
+import { join } from 'node:path';
+import type { Archive } from './archive.js';
+import { SegmentReader, assembleRecord } from './segment-reader.js';
+import type { RecordPart } from './segment-format.js';
+import type { Lsn, RedoRecord } from './types.js';
+
+export interface CursorPart {
+  readonly part: RecordPart;
+  readonly raw: Buffer;
+}
+
+export class ArchiveCursor {
+  /** Next part wanted. */
+  private lsn: Lsn;
+  private partNo = 0;
+  private seg: { firstLsn: Lsn; name: string; offset: number } | null = null;
+
+  constructor(
+    private readonly archive: Archive,
+    fromLsn: Lsn,
+  ) {
+    this.lsn = fromLsn;
+  }
+
+  get nextLsn(): Lsn {
+    return this.lsn;
+  }
+
+  /**
+   * Reads parts from where the cursor stands, up to about maxBytes (at least one part when one is there).
+   * Returns [] when the archive holds nothing more yet. Throws ARCHIVE_GAP / ARCHIVE_CORRUPT.
+   */
+  read(maxBytes: number): CursorPart[] {
+    const out: CursorPart[] = [];
+    let bytes = 0;
+    for (let guard = 0; guard < 1000 && bytes < maxBytes; guard++) {
+      if (!this.seg && !this.locate()) break;
+      const s = this.seg!;
+      let reader: SegmentReader;
+      try {
+        reader = new SegmentReader(join(this.archive.segmentsDir, s.name), this.archive.identityExpect);
+      } catch (e) {
+        // Sealed (renamed) since we looked: find it again by its first LSN.
+        this.seg = null;
+        if (this.locate()) continue;
+        throw e;
+      }
+      let progressed = false;
+      try {
+        for (const { part, raw, offset } of reader.parts({ offset: s.offset, lsn: this.lsn, part: this.partNo })) {
+          out.push({ part, raw });
+          bytes += raw.length;
+          progressed = true;
+          s.offset = offset + raw.length;
+          if (part.last) {
+            this.lsn = (this.lsn + 1n) as Lsn;
+            this.partNo = 0;
+          } else this.partNo++;
+          if (bytes >= maxBytes) break;
+        }
+      } finally {
+        reader.close();
+      }
+      if (bytes >= maxBytes) break;
+      if (reader.damage && reader.damage.offset < reader.fileBytes) {
+        // Damage, not just "the writer has not written more yet": report it as the archive would.
+        if (s.name.endsWith('.seg')) reader.assertUndamaged();
+      }
+      if (s.name.endsWith('.seg')) {
+        this.seg = null; // on to the next segment
+        continue;
+      }
+      if (!progressed) {
+        // The open segment has nothing new; it may have been sealed meanwhile.
+        const sealedNow = this.archive.segments().find((x) => x.firstLsn === s.firstLsn && x.sealed);
+        if (sealedNow) {
+          s.name = sealedNow.name;
+          continue;
+        }
+        break;
+      }
+    }
+    return out;
+  }
+
+  /** Finds the segment holding the next LSN. False when the archive does not hold it (yet). */
+  private locate(): boolean {
+    for (const s of this.archive.segments()) {
+      if (s.firstLsn <= this.lsn && (this.lsn <= s.lastLsn || !s.sealed)) {
+        if (this.partNo !== 0) return false; // cannot resume inside a record without its offset
+        this.seg = { firstLsn: s.firstLsn, name: s.name, offset: -1 };
+        this.skipTo();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Positions the cursor at the start of LSN this.lsn in the located segment. */
+  private skipTo(): void {
+    const s = this.seg!;
+    const reader = new SegmentReader(join(this.archive.segmentsDir, s.name), this.archive.identityExpect);
+    try {
+      s.offset = reader.validEnd; // an empty segment: its header end
+      for (const { part, offset } of reader.parts()) {
+        if (part.lsn === this.lsn && part.part === 0) {
+          s.offset = offset;
+          return;
+        }
+      }
+      s.offset = reader.validEnd;
+    } finally {
+      reader.close();
+    }
+  }
+}
+
+/**
+ * Whole records from a cursor: parts are gathered until a record's last part, so a caller sees a record
+ * only when the archive holds all of it.
+ */
+export class ArchiveRecordReader {
+  private readonly cursor: ArchiveCursor;
+  private partial: RecordPart[] = [];
+  /** Complete records read ahead of what the caller took. */
+  private ahead: RedoRecord[] = [];
+
+  constructor(
+    private readonly archive: Archive,
+    fromLsn: Lsn,
+  ) {
+    this.cursor = new ArchiveCursor(archive, fromLsn);
+  }
+
+  /** The next complete record without taking it, or null when the archive holds no more yet. */
+  peek(): RedoRecord | null {
+    if (this.ahead.length === 0) this.fill();
+    return this.ahead[0] ?? null;
+  }
+
+  take(): RedoRecord | null {
+    const r = this.peek();
+    if (r) this.ahead.shift();
+    return r;
+  }
+
+  private fill(): void {
+    for (const { part } of this.cursor.read(8 * 1024 * 1024)) {
+      this.partial.push(part);
+      if (part.last) {
+        this.ahead.push(assembleRecord(this.partial, this.archive.identity.pageSize));
+        this.partial = [];
+      }
+    }
+  }
+}

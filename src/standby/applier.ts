@@ -1,0 +1,240 @@
+/**
+ * The applier: keeps the standby database, an ordinary SQLite file in rollback-journal mode that any client
+ * may read, equal to the primary at the applied LSN (DESIGN.md Apply). One batch of records at a time:
+ *
+ *   1. BEGIN EXCLUSIVE on our connection: SQLite's own locks keep readers out for the batch (they wait).
+ *   2. Write `<db>-journal`: the original image of page 1 and of every page at or below the original size
+ *      that the batch overwrites or truncates away (journal.ts); fsync it and the directory.
+ *   3. Write the new images through our raw fd; page 1 gets header bytes 18-19 = 1 (rollback journal mode),
+ *      24-27 (change counter) +1 and 92-95 equal to it, 28-31 the size; cut or extend the file; fsync.
+ *   4. Delete the journal and fsync the directory: the commit point.
+ *   5. COMMIT, then record the applied LSN in the state file.
+ *
+ * A crash before 4 leaves a hot journal; SQLite (any reader, or our connection at the next start) rolls
+ * the file back to exactly the old image. A crash after 4 and before 5 re-applies the batch at the next
+ * start: page images are idempotent. Readers notice the new state through the change counter.
+ *
+ * The raw fd of the database is opened once and never closed (closing any fd of the file would drop our
+ * connection's POSIX locks: DESIGN.md Capture 3 applies here too).
+ */
+import Database from 'better-sqlite3';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, fstatSync, openSync, readSync, realpathSync, renameSync, unlinkSync, writeFileSync, writeSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { RedoshipError, ioError } from '../error/index.js';
+import { fsyncDir, restoreFromArchive, type Archive, type Lsn, type RedoRecord } from '../redo/index.js';
+import { DB_HEADER_BYTES, buildJournal, parseDbHeader } from '../sqlite/index.js';
+
+export const STANDBY_STATE_FILE = 'standby.state.json';
+
+interface StandbyState {
+  readonly db: string;
+  readonly appliedLsn: string;
+  readonly appliedCommitTimeUs: string;
+  /** The change counter the applier last wrote: anything else means another writer touched the file. */
+  readonly changeCounter: number;
+  readonly updatedAt: string;
+}
+
+export class Applier {
+  private readonly fd: number;
+  private readonly conn: Database.Database;
+  readonly pageSize: number;
+  appliedLsn: Lsn;
+  appliedCommitTimeUs: bigint;
+  private changeCounter: number;
+  private sizePages: number;
+  batches = 0;
+  pagesWritten = 0;
+
+  private constructor(
+    readonly db: string,
+    private readonly archive: Archive,
+    state: StandbyState,
+  ) {
+    this.pageSize = archive.identity.pageSize;
+    this.appliedLsn = BigInt(state.appliedLsn) as Lsn;
+    this.appliedCommitTimeUs = BigInt(state.appliedCommitTimeUs);
+    // Opening read-write and reading rolls back a hot journal left by a crash, before we touch anything.
+    this.conn = new Database(db, { fileMustExist: true, timeout: 10_000 });
+    this.conn.pragma('journal_mode = DELETE');
+    this.conn.prepare('SELECT count(*) FROM sqlite_schema').get();
+    try {
+      this.fd = openSync(db, 'r+');
+    } catch (e) {
+      throw ioError('open the standby database', db, e);
+    }
+    const h = this.header();
+    if (h.pageSize !== this.pageSize)
+      throw new RedoshipError('WRONG_DATABASE', `${db} has pages of ${h.pageSize} bytes; the archive has ${this.pageSize}`, 'give the standby a new --db path; it is seeded from the archive');
+    if (h.changeCounter !== state.changeCounter)
+      throw new RedoshipError(
+        'WRONG_DATABASE',
+        `${db} was changed by another writer (change counter ${h.changeCounter}, the applier last wrote ${state.changeCounter}); it is no longer a copy of the primary`,
+        'move it away and start the standby again: it seeds a new copy from its archive',
+      );
+    this.changeCounter = h.changeCounter;
+    this.sizePages = Math.floor(fstatSync(this.fd).size / this.pageSize);
+  }
+
+  private header() {
+    const b = Buffer.alloc(DB_HEADER_BYTES);
+    readSync(this.fd, b, 0, DB_HEADER_BYTES, 0);
+    const h = parseDbHeader(b);
+    if (!h) throw new RedoshipError('NOT_A_DATABASE', `${this.db} is not a SQLite database`, 'give the standby a new --db path');
+    return h;
+  }
+
+  private static statePath(archive: Archive): string {
+    return join(archive.dir, STANDBY_STATE_FILE);
+  }
+
+  static readState(archive: Archive): StandbyState | null {
+    const p = Applier.statePath(archive);
+    if (!existsSync(p)) return null;
+    try {
+      return JSON.parse(readFileSync(p, 'utf8')) as StandbyState;
+    } catch (e) {
+      throw new RedoshipError('ARCHIVE_CORRUPT', `${p} is not valid JSON`, 'move the standby database away and remove that file: the standby seeds again', { cause: e });
+    }
+  }
+
+  private static writeState(archive: Archive, s: StandbyState): void {
+    const p = Applier.statePath(archive);
+    writeFileSync(`${p}.tmp`, JSON.stringify(s, null, 2));
+    renameSync(`${p}.tmp`, p);
+  }
+
+  /**
+   * Opens the standby database that this archive's applier keeps. Returns null when there is none yet (it
+   * must be seeded). Refuses a file that is not this archive's standby.
+   */
+  static open(db: string, archive: Archive): Applier | null {
+    const state = Applier.readState(archive);
+    if (!existsSync(db)) {
+      if (state && state.db === db && BigInt(state.appliedLsn) > 0n)
+        throw new RedoshipError('NOT_A_DATABASE', `the standby database ${db} is missing (it had LSN ${state.appliedLsn} applied)`, `remove ${Applier.statePath(archive)} to seed a new copy from the archive`);
+      return null;
+    }
+    const real = realpathSync(db);
+    if (!state || state.db !== real)
+      throw new RedoshipError(
+        'TARGET_EXISTS',
+        `${db} exists but is not the standby database of ${archive.dir}`,
+        'give --db a path that does not exist yet: the standby seeds it from the archive',
+      );
+    return new Applier(real, archive, state);
+  }
+
+  /** Builds the standby database offline from the archive up to lsn (no journal needed), then opens it. */
+  static seed(db: string, archive: Archive, lsn: Lsn): Applier {
+    let counter = 1;
+    const r = restoreFromArchive({
+      archive,
+      to: db,
+      untilLsn: lsn,
+      beforeRename: (fd) => {
+        const p1 = Buffer.alloc(DB_HEADER_BYTES);
+        readSync(fd, p1, 0, DB_HEADER_BYTES, 0);
+        counter = ((p1.readUInt32BE(24) + 1) >>> 0) || 1;
+        patchHeader(p1, counter, null);
+        writeSync(fd, p1, 0, DB_HEADER_BYTES, 0);
+      },
+    });
+    Applier.writeState(archive, {
+      db: realpathSync(db),
+      appliedLsn: String(r.lsn),
+      appliedCommitTimeUs: String(r.commitTimeUs),
+      changeCounter: counter,
+      updatedAt: new Date().toISOString(),
+    });
+    return Applier.open(db, archive)!;
+  }
+
+  /** Applies records (consecutive, after appliedLsn) as one atomic batch. */
+  apply(records: readonly RedoRecord[]): void {
+    if (records.length === 0) return;
+    if (records[0]!.lsn !== this.appliedLsn + 1n)
+      throw new Error(`assert: applying LSN ${records[0]!.lsn} after ${this.appliedLsn}`);
+    const pageSize = this.pageSize;
+    const finalImages = new Map<number, Uint8Array>();
+    let finalSize = this.sizePages;
+    for (const r of records) {
+      if (r.kind === 'base') finalImages.clear(); // a base replaces everything before it
+      for (const [pgno, page] of r.pages) finalImages.set(pgno, page);
+      finalSize = r.sizePages;
+      for (const p of finalImages.keys()) if (p > finalSize) finalImages.delete(p);
+    }
+    const last = records[records.length - 1]!;
+    this.conn.prepare('BEGIN EXCLUSIVE').run();
+    let committed = false;
+    const journal = `${this.db}-journal`;
+    try {
+      const h = this.header();
+      if (h.changeCounter !== this.changeCounter)
+        throw new RedoshipError('WRONG_DATABASE', `${this.db} was changed by another writer (change counter ${h.changeCounter}, expected ${this.changeCounter})`, 'move it away and start the standby again: it seeds a new copy');
+      const origSize = Math.floor(fstatSync(this.fd).size / pageSize);
+      // Originals: page 1 always (its header changes), every page the batch overwrites at or below the
+      // original size, and every page the batch cuts away.
+      const want = new Set<number>([1]);
+      for (const p of finalImages.keys()) if (p <= origSize) want.add(p);
+      for (let p = finalSize + 1; p <= origSize; p++) want.add(p);
+      const originals: Array<readonly [number, Uint8Array]> = [...want]
+        .sort((a, b) => a - b)
+        .map((p) => {
+          const b = Buffer.alloc(pageSize);
+          readSync(this.fd, b, 0, pageSize, (p - 1) * pageSize);
+          return [p, b] as const;
+        });
+      const jbytes = buildJournal(pageSize, origSize, originals);
+      const jfd = openSync(journal, 'w');
+      try {
+        writeSync(jfd, jbytes, 0, jbytes.length, 0);
+        fsyncSync(jfd);
+      } finally {
+        closeSync(jfd);
+      }
+      fsyncDir(dirname(this.db));
+
+      const counter = (this.changeCounter + 1) >>> 0 || 1;
+      const page1 = Buffer.from(finalImages.get(1) ?? originals[0]![1]);
+      patchHeader(page1, counter, finalSize);
+      finalImages.set(1, page1);
+      for (const [pgno, page] of finalImages) writeSync(this.fd, page, 0, pageSize, (pgno - 1) * pageSize);
+      ftruncateSync(this.fd, finalSize * pageSize);
+      fsyncSync(this.fd);
+      unlinkSync(journal);
+      fsyncDir(dirname(this.db));
+      committed = true;
+      this.changeCounter = counter;
+      this.sizePages = finalSize;
+    } catch (e) {
+      if (!committed) {
+        // Leave the journal: if pages were written, it is what restores the old image (SQLite rolls it back
+        // when our connection ends the transaction and anyone reads next).
+      }
+      throw e instanceof RedoshipError ? e : ioError('apply redo to', this.db, e);
+    } finally {
+      this.conn.prepare(committed ? 'COMMIT' : 'ROLLBACK').run();
+    }
+    this.appliedLsn = last.lsn;
+    this.appliedCommitTimeUs = last.commitTimeUs;
+    this.batches++;
+    this.pagesWritten += finalImages.size;
+    Applier.writeState(this.archive, {
+      db: this.db,
+      appliedLsn: String(last.lsn),
+      appliedCommitTimeUs: String(last.commitTimeUs),
+      changeCounter: this.changeCounter,
+      updatedAt: new Date().toISOString(),
+    });
+  }
+}
+
+/** Sets the header fields that make page 1 a rollback-journal database at this change counter. */
+function patchHeader(page1: Buffer, counter: number, sizePages: number | null): void {
+  page1[18] = 1;
+  page1[19] = 1;
+  page1.writeUInt32BE(counter, 24);
+  page1.writeUInt32BE(counter, 92);
+  if (sizePages !== null) page1.writeUInt32BE(sizePages, 28);
+}

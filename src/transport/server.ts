@@ -1,0 +1,357 @@
+/**
+ * The redo server: standbys connect (pull, like PostgreSQL's walsender), prove the shared secret, say what
+ * they hold, and are streamed every part after it from the source's archive. The server tracks each
+ * standby's received / durable / applied LSN from its acks, and resolves waiters for synchronous commits.
+ *
+ * Backpressure, end to end: a message counts as in flight from ws.send() until ws calls back (its bytes
+ * reached the socket). Past maxInFlightBytes a session stops reading the archive until callbacks come; a
+ * standby that stops reading fills its TCP window and then our send buffer, so callbacks stop and the
+ * server holds at most maxInFlightBytes for it. Nothing is buffered in memory beyond that: the archive is
+ * the buffer.
+ */
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { isRedoshipError } from '../error/index.js';
+import {
+  MAX_MESSAGE_BYTES,
+  MAX_REDO_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  clientMac,
+  decodeClientMessage,
+  encodeMessage,
+  macEqual,
+  newNonce,
+  nowUs,
+  serverMac,
+  type ErrorMessage,
+  type ServerMessage,
+} from './protocol.js';
+
+/** Where the redo comes from: an archive being appended to (a primary's, or a cascading standby's). */
+export interface RedoSource {
+  readonly databaseId: string;
+  readonly pageSize: number;
+  readonly incarnation: number;
+  readonly databasePath: string;
+  /** Last LSN durable in the archive. */
+  lastLsn(): bigint;
+  /** The LSN a standby with nothing starts at (the latest base), or null when there is none. */
+  latestBaseLsn(): bigint | null;
+  /** The first LSN the archive holds, or null when empty. */
+  firstLsn(): bigint | null;
+  /** Commit time of a record, or null when the archive does not hold it. */
+  commitTimeOf(lsn: bigint): bigint | null;
+  cursor(fromLsn: bigint): { read(maxBytes: number): ReadonlyArray<{ readonly raw: Uint8Array }>; readonly nextLsn: bigint };
+  /** Calls fn whenever more becomes durable; returns the unsubscribe function. */
+  subscribe(fn: () => void): () => void;
+}
+
+export interface TlsServerOptions {
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+  /** CA for client certificates; with it, clients must present a certificate it signed. */
+  readonly ca?: string | Buffer;
+}
+
+export interface RedoServerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly secret: Uint8Array;
+  readonly tls?: TlsServerOptions;
+  /** Default 16 MiB. */
+  readonly maxInFlightBytes?: number;
+  /** Heartbeat when idle. Default 1000 ms. */
+  readonly heartbeatMs?: number;
+  readonly onEvent?: (e: { type: 'info' | 'warning'; message: string }) => void;
+}
+
+export interface StandbyInfo {
+  readonly name: string;
+  readonly remote: string;
+  readonly connectedAt: string;
+  readonly state: 'handshake' | 'streaming';
+  readonly sentLsn: string;
+  readonly receivedLsn: string;
+  readonly durableLsn: string;
+  readonly appliedLsn: string;
+  /** Primary's last LSN minus the standby's durable LSN. */
+  readonly lagRecords: string;
+  /** Microseconds between now and the standby's last ack (its clock vs ours). */
+  readonly lastAckAgeMs: number | null;
+}
+
+interface Session {
+  ws: WebSocket;
+  name: string;
+  remote: string;
+  connectedAt: string;
+  nonce: Buffer;
+  authed: boolean;
+  cursor: ReturnType<RedoSource['cursor']> | null;
+  inFlight: number;
+  sentLsn: bigint;
+  received: bigint;
+  durable: bigint;
+  applied: bigint;
+  lastAckMs: number | null;
+  lastSendMs: number;
+  pumping: boolean;
+}
+
+export class RedoServer {
+  private readonly sessions = new Set<Session>();
+  private readonly waiters: Array<{ lsn: bigint; n: number; resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }> = [];
+  private readonly unsubscribe: () => void;
+  private readonly heartbeat: NodeJS.Timeout;
+  private closed = false;
+
+  private constructor(
+    private readonly source: RedoSource,
+    private readonly opts: RedoServerOptions,
+    private readonly http: HttpServer,
+    private readonly wss: WebSocketServer,
+  ) {
+    this.unsubscribe = source.subscribe(() => {
+      for (const s of this.sessions) this.pump(s);
+    });
+    this.heartbeat = setInterval(() => this.beat(), opts.heartbeatMs ?? 1000);
+    this.heartbeat.unref();
+    wss.on('connection', (ws, req) => this.accept(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`));
+  }
+
+  static async start(source: RedoSource, opts: RedoServerOptions): Promise<RedoServer> {
+    const http = opts.tls
+      ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key, ...(opts.tls.ca ? { ca: opts.tls.ca, requestCert: true, rejectUnauthorized: true } : {}) })
+      : createHttpServer();
+    http.on('request', (_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain' }).end('redoship redo server: connect with a redoship standby (WebSocket)\n');
+    });
+    const wss = new WebSocketServer({ server: http, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(opts.port, opts.host, () => {
+        http.off('error', reject);
+        resolve();
+      });
+    });
+    return new RedoServer(source, opts, http, wss);
+  }
+
+  get address(): { host: string; port: number } {
+    const a = this.http.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  private emit(type: 'info' | 'warning', message: string): void {
+    this.opts.onEvent?.({ type, message });
+  }
+
+  private accept(ws: WebSocket, remote: string): void {
+    const s: Session = {
+      ws,
+      name: '?',
+      remote,
+      connectedAt: new Date().toISOString(),
+      nonce: newNonce(),
+      authed: false,
+      cursor: null,
+      inFlight: 0,
+      sentLsn: 0n,
+      received: 0n,
+      durable: 0n,
+      applied: 0n,
+      lastAckMs: null,
+      lastSendMs: Date.now(),
+      pumping: false,
+    };
+    this.sessions.add(s);
+    const helloTimer = setTimeout(() => this.refuse(s, { t: 'error', code: 'PROTOCOL', message: 'no hello within 10 s', hint: 'is the peer a redoship standby?' }), 10_000);
+    ws.on('message', (data, isBinary) => {
+      try {
+        if (!isBinary) throw new ProtocolError('text message');
+        const m = decodeClientMessage(data as Buffer);
+        if (!s.authed) {
+          clearTimeout(helloTimer);
+          this.onHello(s, m);
+        } else if (m.t === 'ack') {
+          s.received = m.received;
+          s.durable = m.durable;
+          s.applied = m.applied;
+          s.lastAckMs = Date.now();
+          this.settleWaiters();
+        } else if (m.t === 'error') {
+          this.emit('warning', `standby ${s.name} (${s.remote}) reports ${m.code}: ${m.message}`);
+          ws.close();
+        } else throw new ProtocolError(`unexpected ${m.t}`);
+      } catch (e) {
+        const pe = e instanceof ProtocolError;
+        this.refuse(s, { t: 'error', code: pe ? 'PROTOCOL' : isRedoshipError(e) ? e.code : 'INTERNAL', message: (e as Error).message, hint: pe ? 'the standby sent something this server cannot accept: are both sides the same redoship version?' : isRedoshipError(e) ? e.hint : 'see the primary log' });
+      }
+    });
+    ws.on('close', () => {
+      clearTimeout(helloTimer);
+      this.sessions.delete(s);
+      if (s.authed) this.emit('info', `standby ${s.name} (${s.remote}) disconnected at durable LSN ${s.durable}`);
+    });
+    ws.on('error', () => {});
+    this.send(s, { t: 'challenge', v: PROTOCOL_VERSION, nonce: s.nonce });
+  }
+
+  private onHello(s: Session, m: ReturnType<typeof decodeClientMessage>): void {
+    if (m.t !== 'hello') throw new ProtocolError(`expected hello, got ${m.t}`);
+    s.name = m.name || s.remote;
+    if (m.v !== PROTOCOL_VERSION)
+      return this.refuse(s, { t: 'error', code: 'VERSION', message: `protocol version ${m.v} is not ${PROTOCOL_VERSION}, the primary's`, hint: 'run the same redoship version on the primary and its standbys' });
+    if (!macEqual(m.mac, clientMac(this.opts.secret, s.nonce, m.cnonce)))
+      return this.refuse(s, { t: 'error', code: 'AUTH', message: 'the standby did not prove the shared secret', hint: 'give the standby the same --token-file as the primary' }, `refused ${s.remote}: wrong secret`);
+    const src = this.source;
+    if (m.databaseId !== null && m.databaseId !== src.databaseId)
+      return this.refuse(s, { t: 'error', code: 'WRONG_DATABASE', message: `the standby holds database ${m.databaseId}; this primary serves ${src.databaseId}`, hint: 'give the standby an empty archive directory to seed it from this primary' });
+    if (m.incarnation > src.incarnation)
+      return this.refuse(s, { t: 'error', code: 'FENCED', message: `the standby has seen incarnation ${m.incarnation}; this primary is at ${src.incarnation}`, hint: 'this primary was superseded by a failover; reinstate it as a standby' });
+    let start: bigint;
+    if (m.lastLsn === 0n) {
+      const base = src.latestBaseLsn();
+      if (base === null) return this.refuse(s, { t: 'error', code: 'NO_BASE', message: 'the primary has no base yet', hint: 'retry in a moment' });
+      start = base;
+    } else {
+      if (m.lastLsn > src.lastLsn())
+        return this.refuse(s, { t: 'error', code: 'STANDBY_AHEAD', message: `the standby holds LSN ${m.lastLsn}, past this primary's last LSN ${src.lastLsn()}`, hint: 'the standby followed another history; seed it again from this primary (empty archive directory)' });
+      const t = src.commitTimeOf(m.lastLsn);
+      if (t === null || t !== m.lastCommitTimeUs) {
+        const first = src.firstLsn();
+        if (t === null && first !== null && m.lastLsn < first)
+          return this.refuse(s, { t: 'error', code: 'NEED_BASE', message: `the primary's archive starts at LSN ${first}; the standby needs ${m.lastLsn + 1n}`, hint: 'seed the standby again (empty archive directory), or restore the missing segments into the primary archive' });
+        return this.refuse(s, { t: 'error', code: 'DIVERGED', message: `the standby's LSN ${m.lastLsn} is not this primary's LSN ${m.lastLsn} (other commit time)`, hint: 'the standby followed another history; seed it again from this primary' });
+      }
+      start = m.lastLsn + 1n;
+    }
+    s.authed = true;
+    s.received = s.durable = m.lastLsn;
+    s.sentLsn = start - 1n;
+    s.cursor = src.cursor(start);
+    this.send(s, {
+      t: 'welcome',
+      mac: serverMac(this.opts.secret, s.nonce, m.cnonce),
+      databaseId: src.databaseId,
+      pageSize: src.pageSize,
+      incarnation: src.incarnation,
+      startLsn: start,
+      lastLsn: src.lastLsn(),
+      databasePath: src.databasePath,
+    });
+    this.emit('info', `standby ${s.name} (${s.remote}) connected, streaming from LSN ${start}`);
+    this.pump(s);
+  }
+
+  private refuse(s: Session, e: ErrorMessage, log?: string): void {
+    this.emit('warning', log ?? `refused standby ${s.name} (${s.remote}): ${e.code}: ${e.message}`);
+    this.send(s, e);
+    s.authed = false;
+    s.cursor = null;
+    setTimeout(() => s.ws.terminate(), 200).unref();
+    s.ws.close(4000 + Math.min(999, e.code.length), e.code);
+  }
+
+  private send(s: Session, m: ServerMessage, cb?: (err?: Error) => void): void {
+    if (s.ws.readyState !== s.ws.OPEN) return;
+    s.lastSendMs = Date.now();
+    s.ws.send(encodeMessage(m), { binary: true }, cb);
+  }
+
+  /** Sends what the archive holds past what this session was sent, within the in-flight bound. */
+  private pump(s: Session): void {
+    if (!s.cursor || s.pumping || this.closed) return;
+    s.pumping = true;
+    const max = this.opts.maxInFlightBytes ?? 16 * 1024 * 1024;
+    try {
+      while (s.cursor && s.inFlight < max && s.ws.readyState === s.ws.OPEN) {
+        const parts = s.cursor.read(MAX_REDO_MESSAGE_BYTES);
+        if (parts.length === 0) break;
+        const buf = parts.length === 1 ? Buffer.from(parts[0]!.raw) : Buffer.concat(parts.map((p) => p.raw));
+        s.inFlight += buf.length;
+        s.sentLsn = s.cursor.nextLsn - 1n;
+        this.send(s, { t: 'redo', parts: buf, lastLsn: this.source.lastLsn(), timeUs: nowUs() }, () => {
+          s.inFlight -= buf.length;
+          this.pump(s);
+        });
+      }
+    } catch (e) {
+      this.refuse(s, { t: 'error', code: isRedoshipError(e) ? e.code : 'INTERNAL', message: `the primary cannot serve this standby: ${(e as Error).message}`, hint: isRedoshipError(e) ? e.hint : 'see the primary log' });
+    } finally {
+      s.pumping = false;
+    }
+  }
+
+  private beat(): void {
+    const now = Date.now();
+    for (const s of this.sessions)
+      if (s.authed && now - s.lastSendMs >= (this.opts.heartbeatMs ?? 1000))
+        this.send(s, { t: 'heartbeat', lastLsn: this.source.lastLsn(), timeUs: nowUs() });
+  }
+
+  standbys(): StandbyInfo[] {
+    const last = this.source.lastLsn();
+    return [...this.sessions].map((s) => ({
+      name: s.name,
+      remote: s.remote,
+      connectedAt: s.connectedAt,
+      state: s.authed ? ('streaming' as const) : ('handshake' as const),
+      sentLsn: String(s.sentLsn),
+      receivedLsn: String(s.received),
+      durableLsn: String(s.durable),
+      appliedLsn: String(s.applied),
+      lagRecords: String(last > s.durable ? last - s.durable : 0n),
+      lastAckAgeMs: s.lastAckMs === null ? null : Date.now() - s.lastAckMs,
+    }));
+  }
+
+  /** Resolves when at least n standbys hold lsn durably; rejects after timeoutMs. */
+  waitForDurable(lsn: bigint, n: number, timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const w = {
+        lsn,
+        n,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const i = this.waiters.indexOf(w);
+          if (i >= 0) this.waiters.splice(i, 1);
+          reject(new Error(`LSN ${lsn} was not durable on ${n} standby(s) within ${timeoutMs} ms`));
+        }, timeoutMs),
+      };
+      this.waiters.push(w);
+      this.settleWaiters();
+    });
+  }
+
+  private settleWaiters(): void {
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      const w = this.waiters[i]!;
+      let have = 0;
+      for (const s of this.sessions) if (s.authed && s.durable >= w.lsn) have++;
+      if (have >= w.n) {
+        clearTimeout(w.timer);
+        this.waiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe();
+    clearInterval(this.heartbeat);
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new Error('the redo server stopped'));
+    }
+    for (const s of this.sessions) s.ws.terminate();
+    await new Promise<void>((r) => this.wss.close(() => r()));
+    await new Promise<void>((r) => this.http.close(() => r()));
+  }
+}

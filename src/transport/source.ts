@@ -1,0 +1,27 @@
+/** A RedoSource over an archive on this machine that one process appends to and announces. */
+import { ArchiveCursor, type Archive, type Lsn } from '../redo/index.js';
+import type { RedoSource } from './server.js';
+
+export interface ArchiveSourceOptions {
+  readonly archive: Archive;
+  readonly incarnation: number;
+  /** Last LSN durable in the archive (the writer knows it without reading files). */
+  readonly lastLsn: () => bigint;
+  readonly subscribe: (fn: () => void) => () => void;
+}
+
+export function archiveSource(o: ArchiveSourceOptions): RedoSource {
+  const a = o.archive;
+  return {
+    databaseId: a.identity.databaseId,
+    pageSize: a.identity.pageSize,
+    incarnation: o.incarnation,
+    databasePath: a.identity.databasePath,
+    lastLsn: o.lastLsn,
+    latestBaseLsn: () => a.latestBaseAtOrBefore(o.lastLsn() as Lsn),
+    firstLsn: () => a.segments().find((s) => s.lastLsn >= s.firstLsn)?.firstLsn ?? null,
+    commitTimeOf: (lsn) => a.commitTimeOf(lsn as Lsn),
+    cursor: (fromLsn) => new ArchiveCursor(a, fromLsn as Lsn),
+    subscribe: o.subscribe,
+  };
+}
