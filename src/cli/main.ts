@@ -10,6 +10,7 @@ import { primaryCommand } from './primary-cmd.js';
 import { restoreCommand } from './restore-cmd.js';
 import { statusCommand } from './status-cmd.js';
 import { demoCommand } from './demo-cmd.js';
+import { standbyCommand } from './standby-cmd.js';
 
 function example(text: string): string {
   return `\nExample:\n  ${text.trim().split('\n').join('\n  ')}\n`;
@@ -42,9 +43,48 @@ export function buildProgram(): Command {
     .option('--lock-timeout <duration>', 'how long a base or resync waits for the write lock (default 10s)')
     .option('--config <file>', 'read these options from a JSON file ({"db": ..., "archive": ..., "segment-size": ...}); flags win')
     .option('--adopt', 'accept an archive made for this database at another path (it was moved)')
+    .option('--listen <host:port>', 'serve redo to standbys on this address (ws://, or wss:// with --tls-cert/--tls-key)')
+    .option('--token-file <file>', 'the shared secret standbys must prove (needed with --listen)')
+    .option('--tls-cert <file>', 'serve wss:// with this certificate (PEM)')
+    .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
+    .option('--tls-ca <file>', 'require standbys to present a client certificate signed by this CA')
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--quiet', 'print only warnings and errors')
-    .addHelpText('after', example('npx redoship primary --db app.db --archive ./arch\nnpx redoship primary --config /etc/redoship/app.json'))
+    .addHelpText('after', example('npx redoship primary --db app.db --archive ./arch\nnpx redoship primary --db app.db --archive ./arch --listen 127.0.0.1:7400 --token-file secret\nnpx redoship primary --config /etc/redoship/app.json'))
     .action(primaryCommand);
+
+  program
+    .command('standby')
+    .argument('[action]', 'none: run the standby; pause | resume | apply: control a standby through its archive')
+    .description('receive redo from a primary into a local archive and apply it to a readable copy, with a delay')
+    .option('--db <path>', 'the standby database (seeded from the primary; omit for an archive-only DR site)')
+    .option('--archive <dir>', 'the standby archive directory (complete redo, fsynced before it is acknowledged)')
+    .option('--from <url>', 'the primary (or a cascading standby): ws://HOST:PORT or wss://HOST:PORT')
+    .option('--token-file <file>', 'the shared secret (the same file as the primary)')
+    .option('--delay <duration>', 'apply a transaction this long after its commit: 30s, 5m, 1h (default 0)')
+    .option('--name <name>', 'how the primary names this standby in its status')
+    .option('--listen <host:port>', 'serve redo onward to other standbys (cascade)')
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--tls-ca <file>', 'trust this CA for the primary certificate (self-signed)')
+    .option('--tls-cert <file>', 'client certificate to present (and, with --listen, the certificate served)')
+    .option('--tls-key <file>', 'the private key of --tls-cert')
+    .option('--segment-size <size>', 'seal a standby archive segment at this size (default 64MB)')
+    .option('--segment-age <duration>', 'seal a standby archive segment when this old (default 60s)')
+    .option('--until-lsn <n>', 'with apply: apply up to this LSN (ignoring the delay), then pause')
+    .option('--until-time <iso>', 'with apply: apply up to this commit time, then pause')
+    .option('--config <file>', 'read options from a JSON file; flags win')
+    .option('--json', 'with pause/resume/apply: print JSON')
+    .option('--quiet', 'print only warnings and errors')
+    .addHelpText(
+      'after',
+      example(
+        'npx redoship standby --db dr.db --archive ./dr-arch --from ws://127.0.0.1:7400 --token-file secret --delay 30m\n' +
+          'npx redoship standby pause --archive ./dr-arch\n' +
+          'npx redoship standby apply --archive ./dr-arch --until-lsn 1234     # recover to just before a mistake\n' +
+          'npx redoship standby resume --archive ./dr-arch',
+      ),
+    )
+    .action(standbyCommand);
 
   const archive = program.command('archive').description('inspect an archive');
   archive

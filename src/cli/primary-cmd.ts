@@ -2,7 +2,12 @@ import { loadConfig } from '../config/index.js';
 import { RedoshipError } from '../error/index.js';
 import { startPrimary, type CaptureEvent } from '../primary/index.js';
 import { reportError } from './main.js';
+import { hostPort, readSecret, readTlsFile } from './net-flags.js';
 import { parseCount, parseDuration, parseSize } from './units.js';
+
+function missing(flag: string): never {
+  throw new RedoshipError('USAGE', `wss:// needs both --tls-cert and --tls-key (${flag} is missing)`, 'give both files, PEM encoded');
+}
 
 export interface PrimaryFlags {
   db?: string;
@@ -14,12 +19,18 @@ export interface PrimaryFlags {
   adopt?: boolean;
   quiet?: boolean;
   config?: string;
+  listen?: string;
+  tokenFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  metrics?: string;
 }
 
-const PRIMARY_KEYS = ['db', 'archive', 'checkpointFrames', 'segmentSize', 'segmentAge', 'lockTimeout', 'adopt', 'quiet'] as const;
+const PRIMARY_KEYS = ['db', 'archive', 'checkpointFrames', 'segmentSize', 'segmentAge', 'lockTimeout', 'adopt', 'quiet', 'listen', 'tokenFile', 'tlsCert', 'tlsKey', 'tlsCa', 'metrics'] as const;
 
 /** Flags over config file over defaults; db and archive required from one or the other. */
-function resolvePrimaryFlags(f: PrimaryFlags): Required<Omit<PrimaryFlags, 'config'>> {
+function resolvePrimaryFlags(f: PrimaryFlags): Required<Omit<PrimaryFlags, 'config' | 'listen' | 'tokenFile' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'metrics'>> & Pick<PrimaryFlags, 'listen' | 'tokenFile' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'metrics'> {
   const file = f.config ? loadConfig(f.config, PRIMARY_KEYS) : {};
   const pick = (k: (typeof PRIMARY_KEYS)[number], dflt: string): string => {
     const v = f[k] ?? file[k];
@@ -38,6 +49,7 @@ function resolvePrimaryFlags(f: PrimaryFlags): Required<Omit<PrimaryFlags, 'conf
     lockTimeout: pick('lockTimeout', '10s'),
     adopt: pick('adopt', 'false') === 'true',
     quiet: pick('quiet', 'false') === 'true',
+    ...Object.fromEntries((['listen', 'tokenFile', 'tlsCert', 'tlsKey', 'tlsCa', 'metrics'] as const).map((k) => [k, f[k] ?? (file[k] as string | undefined)]).filter(([, v]) => v !== undefined)),
   };
 }
 
@@ -61,8 +73,26 @@ export async function primaryCommand(flags: PrimaryFlags): Promise<void> {
     snapshotLockTimeoutMs: parseDuration(f.lockTimeout, '--lock-timeout'),
     adopt: !!f.adopt,
     onEvent,
+    ...(f.listen
+      ? {
+          listen: {
+            ...hostPort(f.listen, '--listen'),
+            ...(f.tlsCert || f.tlsKey
+              ? { tls: { cert: readTlsFile(f.tlsCert, '--tls-cert') ?? missing('--tls-cert'), key: readTlsFile(f.tlsKey, '--tls-key') ?? missing('--tls-key'), ...(f.tlsCa ? { ca: readTlsFile(f.tlsCa, '--tls-ca')! } : {}) } }
+              : {}),
+          },
+          secret: readSecret(f.tokenFile, 'primary --listen'),
+        }
+      : {}),
+    ...(f.metrics ? { metrics: hostPort(f.metrics, '--metrics') } : {}),
   });
-  if (!quiet) log(`primary: capturing ${handle.status().db} into ${handle.archive.dir} (last LSN ${handle.capturer.lastLsn}, start: ${handle.capturer.stats.start})`);
+  const st = handle.status();
+  if (!quiet)
+    log(
+      `primary: capturing ${st.db} into ${handle.archive.dir} (last LSN ${handle.capturer.lastLsn}, start: ${handle.capturer.stats.start})` +
+        (st.listen ? `; serving redo on ${f.tlsCert ? 'wss' : 'ws'}://${st.listen}` : '') +
+        (handle.metricsPort !== null ? `; metrics on port ${handle.metricsPort}` : ''),
+    );
   await new Promise<void>((resolveRun) => {
     let stopping = false;
     const stop = async (why: string) => {

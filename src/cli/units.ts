@@ -33,9 +33,14 @@ export function parseLsn(s: string, flag: string): bigint {
 }
 
 export function parseTime(s: string, flag: string): Date {
+  const bad = () => usage(`${flag} ${s}: not a time`, 'write an ISO 8601 time like 2026-11-22T10:15:00Z (or with a +01:00 offset)');
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$/.exec(s.trim());
   const d = new Date(s);
-  if (!/\d{4}-\d{2}-\d{2}/.test(s) || Number.isNaN(d.getTime()))
-    throw usage(`${flag} ${s}: not a time`, 'write an ISO 8601 time like 2026-11-22T10:15:00Z (or with a +01:00 offset)');
+  if (!m || Number.isNaN(d.getTime())) throw bad();
+  // Date() rolls 2026-02-30 over to March 2: refuse fields out of range instead.
+  const [y, mo, da, h, mi, se] = [1, 2, 3, 4, 5, 6].map((i) => Number(m[i] ?? 0));
+  const days = new Date(Date.UTC(y!, mo!, 0)).getUTCDate();
+  if (mo! < 1 || mo! > 12 || da! < 1 || da! > days || h! > 23 || mi! > 59 || se! > 60) throw bad();
   return d;
 }
 

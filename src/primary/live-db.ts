@@ -36,7 +36,7 @@ export class LiveDatabase {
   private shmFd = -1;
   private walFd = -1;
   readonly pageSize: number;
-  private readonly conns: [Conn, Conn];
+  private conns!: [Conn, Conn];
   /** Index of the connection holding the current read transaction, or -1 before start(). */
   private reader = -1;
   private writeLocked: Conn | null = null;
@@ -51,16 +51,24 @@ export class LiveDatabase {
         throw new RedoshipError('NOT_A_DATABASE', `${path} does not exist`, 'give the path of an existing SQLite database file');
       throw ioError('open database', path, e);
     }
-    const head = Buffer.alloc(DB_HEADER_BYTES);
-    const n = readSync(this.dbFd, head, 0, DB_HEADER_BYTES, 0);
     if (fstatSync(this.dbFd).isDirectory())
       throw new RedoshipError('NOT_A_DATABASE', `${path} is a directory`, 'give the path of a SQLite database file');
+    const head = Buffer.alloc(DB_HEADER_BYTES);
+    const n = readSync(this.dbFd, head, 0, DB_HEADER_BYTES, 0);
     if (n === 0)
       throw new RedoshipError('NOT_A_DATABASE', `${path} is empty (0 bytes)`, 'let the application create its schema first, then start redoship');
     const hdr = parseDbHeader(head.subarray(0, n));
     if (!hdr)
       throw new RedoshipError('NOT_A_DATABASE', `${path} is not a SQLite database (its header is not "SQLite format 3")`, 'check the --db path');
     this.pageSize = hdr.pageSize;
+  }
+
+  /**
+   * Opens the SQLite connections. Kept apart from the constructor so that every check that can refuse the
+   * start runs first: opening a WAL database creates its -wal and -shm files.
+   */
+  connect(): void {
+    const path = this.path;
     const open = () => {
       const c = new Database(path, { fileMustExist: true, timeout: 0 });
       c.pragma('wal_autocheckpoint = 0'); // this connection never writes; never checkpoint on close either
@@ -248,6 +256,7 @@ export class LiveDatabase {
    * until then too (closing them would drop SQLite's locks).
    */
   release(): void {
+    if (!this.conns) return; // never connected
     try {
       this.releaseWriteLock();
     } catch {

@@ -12,6 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
 import { Archive, acquirePidLock, type ArchiveWriter, type PidLock } from '../redo/index.js';
+import { startMetricsServer, type Metric } from '../log/index.js';
+import { RedoServer, archiveSource, type StandbyInfo, type TlsServerOptions } from '../transport/index.js';
 import { Capturer, DEFAULT_CAPTURE_OPTIONS, captureError, type CaptureEvent, type CaptureOptions, type CaptureStats } from './capture.js';
 import { LiveDatabase } from './live-db.js';
 
@@ -29,6 +31,12 @@ export interface PrimaryOptions extends Partial<CaptureOptions> {
   /** Accept an archive created for a database at another path (after moving the database). Default false. */
   readonly adopt?: boolean;
   readonly onEvent?: (e: CaptureEvent) => void;
+  /** Serve redo to standbys on this address (DESIGN.md Transport). Needs secret. */
+  readonly listen?: { host: string; port: number; tls?: TlsServerOptions };
+  /** The shared secret standbys prove (HMAC challenge; never sent). */
+  readonly secret?: Uint8Array;
+  /** Serve Prometheus metrics on this address. */
+  readonly metrics?: { host: string; port: number };
 }
 
 export interface PrimaryStatus {
@@ -41,6 +49,8 @@ export interface PrimaryStatus {
   readonly walBytes: number;
   readonly stats: CaptureStats;
   readonly sqliteVersion: string;
+  readonly listen: string | null;
+  readonly standbys: StandbyInfo[];
 }
 
 export const STATUS_FILE = 'primary.status.json';
@@ -54,6 +64,14 @@ export interface PrimaryHandle {
   stop(): Promise<void>;
   /** Resolves when the service stops by itself with an error. */
   readonly failed: Promise<Error>;
+  /** The redo server, when listening. */
+  readonly server: RedoServer | null;
+  /**
+   * Synchronous commit for applications that embed redoship: captures what is committed now and resolves
+   * once at least n standbys hold it durably (rejects after timeoutMs). Returns the LSN waited for.
+   */
+  waitForStandbys(n: number, timeoutMs?: number): Promise<bigint>;
+  readonly metricsPort: number | null;
 }
 
 export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
@@ -63,14 +81,21 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
     snapshotLockTimeoutMs: o.snapshotLockTimeoutMs ?? DEFAULT_CAPTURE_OPTIONS.snapshotLockTimeoutMs,
     maxBatchBytes: o.maxBatchBytes ?? DEFAULT_CAPTURE_OPTIONS.maxBatchBytes,
   };
-  const emit = o.onEvent ?? (() => {});
+  const listeners = new Set<() => void>();
+  const emit = (e: CaptureEvent) => {
+    if (e.type === 'archived') for (const l of listeners) l();
+    o.onEvent?.(e);
+  };
+  if (o.listen && !o.secret)
+    throw new RedoshipError('USAGE', 'serving redo needs a shared secret', 'give --token-file with --listen');
   const dbPath = resolve(o.db);
   const live = new LiveDatabase(dbPath); // checks the file before anything is created
   const realDb = realpathSync(dbPath);
   const dbLock: PidLock = acquirePidLock(`${dbPath}-redoship.lock`, `the database ${dbPath}`);
   let writer: ArchiveWriter | undefined;
   try {
-    let archive: Archive;
+    // Every check that can refuse the start comes before anything is created or changed.
+    let archive: Archive | null = null;
     if (Archive.exists(o.archive)) {
       archive = Archive.open(o.archive);
       if (archive.identity.databasePath !== realDb && !o.adopt)
@@ -85,10 +110,10 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
           `the archive ${archive.dir} holds pages of ${archive.identity.pageSize} bytes; ${realDb} has ${live.pageSize}`,
           'give this database its own, empty archive directory',
         );
-    } else {
-      archive = Archive.create(o.archive, { databaseId: randomBytes(16).toString('hex'), pageSize: live.pageSize, databasePath: realDb });
     }
+    live.connect();
     live.ensureWalMode();
+    archive ??= Archive.create(o.archive, { databaseId: randomBytes(16).toString('hex'), pageSize: live.pageSize, databasePath: realDb });
     live.start();
     writer = archive.openWriter({
       segmentBytes: o.segmentBytes ?? 64 * 1024 * 1024,
@@ -98,7 +123,14 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
     if (writer.recovered) emit({ type: 'warning', message: writer.recovered });
     const capturer = new Capturer(live, writer, opts, emit);
     capturer.start();
-    return run(o, live, archive, writer, capturer, dbLock, emit);
+    const w = writer;
+    const server = o.listen
+      ? await RedoServer.start(
+          archiveSource({ archive, incarnation: 1, lastLsn: () => w.lastLsn, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)) }),
+          { host: o.listen.host, port: o.listen.port, secret: o.secret!, ...(o.listen.tls ? { tls: o.listen.tls } : {}), onEvent: (e) => emit(e) },
+        )
+      : null;
+    return await run(o, live, archive, writer, capturer, dbLock, emit, server);
   } catch (e) {
     writer?.close({ seal: false });
     live.release();
@@ -107,7 +139,7 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
   }
 }
 
-function run(
+async function run(
   o: PrimaryOptions,
   live: LiveDatabase,
   archive: Archive,
@@ -115,7 +147,8 @@ function run(
   capturer: Capturer,
   dbLock: PidLock,
   emit: (e: CaptureEvent) => void,
-): PrimaryHandle {
+  server: RedoServer | null,
+): Promise<PrimaryHandle> {
   const startedAt = new Date().toISOString();
   const sqliteVersion = live.sqliteVersion;
   let stopped = false;
@@ -134,7 +167,10 @@ function run(
     walBytes: live.walBytes(),
     stats: { ...capturer.stats },
     sqliteVersion,
+    listen: server ? `${server.address.host}:${server.address.port}` : null,
+    standbys: server?.standbys() ?? [],
   });
+  const metrics = o.metrics ? await startMetricsServer(o.metrics.host, o.metrics.port, () => primaryMetrics(status())) : null;
   const writeStatus = () => {
     const p = join(archive.dir, STATUS_FILE);
     try {
@@ -195,9 +231,20 @@ function run(
     writer,
     status,
     failed,
+    server,
+    metricsPort: metrics?.port ?? null,
+    async waitForStandbys(n: number, timeoutMs = 10_000) {
+      if (!server) throw new RedoshipError('USAGE', 'waitForStandbys needs a primary that serves redo', 'start the primary with listen and secret');
+      capturer.poll();
+      const lsn = capturer.lastLsn;
+      await server.waitForDurable(lsn, n, timeoutMs);
+      return lsn;
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
+      await server?.close();
+      await metrics?.close();
       clearInterval(timer);
       clearInterval(statusTimer);
       watcher?.close();
@@ -211,4 +258,27 @@ function run(
       }
     },
   };
+}
+
+function primaryMetrics(s: PrimaryStatus): Metric[] {
+  const g = (name: string, help: string, value: number, type: 'gauge' | 'counter' = 'gauge'): Metric => ({ name, help, type, samples: [{ value }] });
+  const per = (name: string, help: string, f: (x: StandbyInfo) => number): Metric => ({
+    name,
+    help,
+    type: 'gauge',
+    samples: s.standbys.map((x) => ({ labels: { standby: x.name, remote: x.remote }, value: f(x) })),
+  });
+  return [
+    g('redoship_primary_last_lsn', 'Last LSN durable in the primary archive', Number(s.lastLsn)),
+    g('redoship_primary_wal_bytes', 'Size of the live -wal file', s.walBytes),
+    g('redoship_primary_wal_frames', 'Frames published in the live WAL (mxFrame)', s.stats.lastMxFrame),
+    g('redoship_primary_capture_lag_frames', 'Published WAL frames not yet archived', Math.max(0, s.stats.lastMxFrame - s.stats.capturedFrame)),
+    g('redoship_primary_transactions_total', 'Transactions captured since start', s.stats.transactions, 'counter'),
+    g('redoship_primary_checkpoints_total', 'Checkpoint cycles run since start', s.stats.checkpoints, 'counter'),
+    g('redoship_primary_checkpoints_busy_total', 'Checkpoint cycles that found the write lock busy', s.stats.checkpointsBusy, 'counter'),
+    g('redoship_primary_standbys', 'Standbys connected', s.standbys.length),
+    per('redoship_standby_durable_lsn', 'LSN the standby holds durably', (x) => Number(x.durableLsn)),
+    per('redoship_standby_applied_lsn', 'LSN the standby has applied', (x) => Number(x.appliedLsn)),
+    per('redoship_standby_lag_records', 'Primary last LSN minus the standby durable LSN', (x) => Number(x.lagRecords)),
+  ];
 }

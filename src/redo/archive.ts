@@ -22,6 +22,7 @@ import {
   segmentCorrupt,
 } from './segment-format.js';
 import { SegmentReader, assembleRecord } from './segment-reader.js';
+import type { RecordPart } from './segment-format.js';
 import { SegmentWriter, fsyncDir, type RecordMeta } from './segment-writer.js';
 import type { ArchiveIdentity, Lsn, RecordKind, RedoRecord, SegmentInfo, WalPosition } from './types.js';
 import { crc32 } from 'node:zlib';
@@ -153,22 +154,38 @@ export class Archive {
     return out;
   }
 
+  /**
+   * The parts of segment s, in order, up to the end of LSN stopAfter (all when omitted). A sealed segment
+   * must hold every LSN its name promises, undamaged: anything less is ARCHIVE_CORRUPT naming it (an open
+   * segment just ends where its writer has got to, or at a torn tail).
+   */
+  private *partsOf(s: SegmentInfo, stopAfter?: Lsn): Generator<RecordPart> {
+    const r = new SegmentReader(s.path, this.expect());
+    try {
+      for (const { part } of r.parts()) {
+        if (stopAfter !== undefined && part.lsn > stopAfter) return;
+        yield part;
+      }
+      if (s.sealed) {
+        // Damage past what was asked for does not stop a reader that wants less (restore up to before it).
+        if (r.damage && (stopAfter === undefined || r.damage.lsn <= stopAfter)) r.assertUndamaged();
+        if (r.lastLsn !== s.lastLsn && (stopAfter === undefined || r.lastLsn < stopAfter))
+          throw segmentCorrupt(s.path, r.validEnd, `its name says it ends at LSN ${s.lastLsn}, its records end at ${r.lastLsn} (truncated?)`);
+      }
+    } finally {
+      r.close();
+    }
+  }
+
   /** The last complete record, or null for an empty archive. */
   tail(): ArchiveTail | null {
     const segs = this.segments();
     for (let i = segs.length - 1; i >= 0; i--) {
       const s = segs[i]!;
       if (s.lastLsn < s.firstLsn) continue;
-      const r = new SegmentReader(s.path, this.expect());
       let t: ArchiveTail | null = null;
-      try {
-        for (const { part } of r.parts()) {
-          if (part.last)
-            t = { lsn: part.lsn, kind: part.kind, commitTimeUs: part.commitTimeUs, sizePages: part.sizePages, wal: part.wal };
-        }
-      } finally {
-        r.close();
-      }
+      for (const part of this.partsOf(s))
+        if (part.last) t = { lsn: part.lsn, kind: part.kind, commitTimeUs: part.commitTimeUs, sizePages: part.sizePages, wal: part.wal };
       if (t) return t;
     }
     return null;
@@ -191,15 +208,16 @@ export class Archive {
           'the missing segments may be in another copy of this archive (a standby, a backup repository); restore can reach LSN ' +
             (expect - 1n),
         );
-      const r = new SegmentReader(s.path, this.expect());
-      try {
-        for (const rec of r.records(expect, toLsn)) {
+      let acc: RecordPart[] = [];
+      for (const part of this.partsOf(s, toLsn)) {
+        if (part.lsn < expect) continue;
+        acc.push(part);
+        if (part.last) {
+          const rec = assembleRecord(acc, this.identity.pageSize);
+          acc = [];
           yield rec;
           expect = (rec.lsn + 1n) as Lsn;
         }
-        if (s.sealed) r.assertUndamaged();
-      } finally {
-        r.close();
       }
       if (toLsn !== undefined && expect > toLsn) return;
     }
@@ -210,15 +228,7 @@ export class Archive {
     let found: Lsn | null = null;
     for (const s of this.segments()) {
       if (s.firstLsn > target) break;
-      const r = new SegmentReader(s.path, this.expect());
-      try {
-        for (const { part } of r.parts()) {
-          if (part.lsn > target) break;
-          if (part.kind === 'base' && part.part === 0) found = part.lsn;
-        }
-      } finally {
-        r.close();
-      }
+      for (const part of this.partsOf(s, target)) if (part.kind === 'base' && part.last) found = part.lsn;
     }
     return found;
   }
@@ -227,12 +237,7 @@ export class Archive {
   commitTimeOf(lsn: Lsn): bigint | null {
     const s = this.segments().find((x) => x.firstLsn <= lsn && lsn <= x.lastLsn);
     if (!s) return null;
-    const r = new SegmentReader(s.path, this.expect());
-    try {
-      for (const { part } of r.parts()) if (part.lsn === lsn && part.last) return part.commitTimeUs;
-    } finally {
-      r.close();
-    }
+    for (const part of this.partsOf(s, lsn)) if (part.lsn === lsn && part.last) return part.commitTimeUs;
     return null;
   }
 
@@ -240,15 +245,10 @@ export class Archive {
   lsnAtTime(timeUs: bigint): Lsn | null {
     let found: Lsn | null = null;
     for (const s of this.segments()) {
-      const r = new SegmentReader(s.path, this.expect());
-      try {
-        for (const { part } of r.parts()) {
-          if (!part.last) continue;
-          if (part.commitTimeUs > timeUs) return found;
-          found = part.lsn;
-        }
-      } finally {
-        r.close();
+      for (const part of this.partsOf(s)) {
+        if (!part.last) continue;
+        if (part.commitTimeUs > timeUs) return found;
+        found = part.lsn;
       }
     }
     return found;

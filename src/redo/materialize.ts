@@ -65,7 +65,7 @@ export function restoreFromArchive(o: RestoreOptions): RestoreResult {
   const tmp = `${to}.redoship-restore-${process.pid}`;
   let fd: number;
   try {
-    fd = openSync(tmp, 'wx');
+    fd = openSync(tmp, 'wx+');
   } catch (e) {
     throw ioError('create', tmp, e);
   }

@@ -90,6 +90,7 @@ function randomRecord(rng: Rng, lsn: bigint, pageSize: number, maxPages = 8): Re
     pages: pgnos.map((p) => [p, rng.bytes(pageSize)] as const),
     wal: rng.next() < 0.3 ? null : { salt1: rng.u32(), salt2: rng.u32(), commitFrame: rng.u32(), s0: rng.u32(), s1: rng.u32() },
     ...(note !== undefined ? { note } : {}),
+    ...(rng.next() < 0.2 ? { continuityBreak: true } : {}),
   };
 }
 
@@ -102,6 +103,7 @@ function plain(r: RedoRecord) {
     sizePages: r.sizePages,
     wal: r.wal,
     note: r.note,
+    continuityBreak: r.continuityBreak === true,
     pages: r.pages.map(([p, d]) => [p, Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('hex')]),
   };
 }
@@ -394,6 +396,7 @@ describe('parts that pass their CRC but are wrong', () => {
     pageData: Buffer.alloc(2 * pageSize, 1),
     wal: null,
     note: undefined,
+    continuityBreak: false,
   };
   const file = (...parts: RecordPart[]) => {
     const dir = freshDir();

@@ -34,7 +34,8 @@ export function start(args: string[], opts: { cwd?: string; script?: string } = 
     child,
     stdout: '',
     stderr: '',
-    exited: new Promise((r) => child.once('exit', (code, signal) => r({ code, signal }))),
+    // 'close', not 'exit': it comes after the output pipes are drained, so stdout/stderr are complete.
+    exited: new Promise((r) => child.once('close', (code, signal) => r({ code, signal }))),
     waitFor(re, timeoutMs = 30_000) {
       return new Promise((res, rej) => {
         const check = () => {
@@ -68,12 +69,17 @@ export async function run(args: string[], opts: { cwd?: string } = {}): Promise<
 /** Starts `redoship primary` and waits until it captures. */
 export async function startPrimary(db: string, archive: string, extra: string[] = []): Promise<Proc> {
   const p = start(['primary', '--db', db, '--archive', archive, ...extra]);
-  await Promise.race([
-    p.waitFor(/primary: capturing/),
-    p.exited.then(({ code }) => {
-      throw new Error(`primary exited with ${code} before capturing:\n${p.stderr}`);
-    }),
-  ]);
+  try {
+    await Promise.race([
+      p.waitFor(/primary: capturing/),
+      p.exited.then(({ code }) => {
+        throw new Error(`primary exited with ${code} before capturing:\n${p.stderr}`);
+      }),
+    ]);
+  } catch (e) {
+    p.child.kill('SIGKILL'); // never leave a stray primary behind
+    throw e;
+  }
   return p;
 }
 

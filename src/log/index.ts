@@ -1,0 +1,2 @@
+export { renderMetrics, startMetricsServer, parseHostPort } from './metrics.js';
+export type { Metric } from './metrics.js';
