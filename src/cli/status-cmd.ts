@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { STATUS_FILE, type PrimaryStatus } from '../primary/index.js';
 import { Archive } from '../redo/index.js';
+import { STANDBY_STATUS_FILE, type StandbyStatus } from '../standby/index.js';
 import { formatAgo, formatBytes, formatTimeUs, toJson } from './units.js';
 
 function alive(pid: number): boolean {
@@ -15,6 +16,7 @@ function alive(pid: number): boolean {
 
 export function statusCommand(f: { archive: string; json?: boolean }): void {
   const a = Archive.open(f.archive);
+  if (existsSync(join(a.dir, STANDBY_STATUS_FILE))) return standbyStatus(a, f.json === true);
   const tail = a.tail();
   const segs = a.segments();
   const statusPath = join(a.dir, STATUS_FILE);
@@ -43,6 +45,8 @@ export function statusCommand(f: { archive: string; json?: boolean }): void {
     captureLagFrames: lagFrames,
     checkpoints: running && primary ? primary.stats.checkpoints : null,
     checkpointsBusy: running && primary ? primary.stats.checkpointsBusy : null,
+    listen: running && primary ? primary.listen : null,
+    standbys: running && primary ? primary.standbys : [],
     segments: segs.length,
     archiveBytes: segs.reduce((n, s) => n + s.bytes, 0),
   };
@@ -60,6 +64,62 @@ export function statusCommand(f: { archive: string; json?: boolean }): void {
     `capture lag ${lagFrames !== null ? `${lagFrames} frames` : '-'}`,
     `checkpoints ${out.checkpoints !== null ? `${out.checkpoints} done, ${out.checkpointsBusy} found the write lock busy` : '-'}`,
     `archive     ${out.segments} segments, ${formatBytes(out.archiveBytes)}`,
+    ...(out.listen ? [`serving     ${out.listen}, ${out.standbys.length} standby(s) connected`] : []),
+    ...out.standbys.map(
+      (s) => `  ${s.name} (${s.remote}): durable LSN ${s.durableLsn}, applied ${s.appliedLsn}, lag ${s.lagRecords} records${s.lastAckAgeMs !== null ? `, last ack ${formatAgo(s.lastAckAgeMs)} ago` : ''}`,
+    ),
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+function standbyStatus(a: Archive, json: boolean): void {
+  let st: StandbyStatus | null = null;
+  try {
+    st = JSON.parse(readFileSync(join(a.dir, STANDBY_STATUS_FILE), 'utf8')) as StandbyStatus;
+  } catch {
+    st = null;
+  }
+  const running = st !== null && alive(st.pid) && Date.now() - new Date(st.updatedAt).getTime() < 5000;
+  const tail = a.tail();
+  const out = {
+    role: 'standby',
+    archive: a.dir,
+    databaseId: a.identity.databaseId,
+    running,
+    db: st?.db ?? null,
+    from: st?.from ?? null,
+    connected: running ? st!.connected : false,
+    lastError: st?.lastError ?? null,
+    receivedLsn: tail?.lsn ?? null,
+    primaryLastLsn: st?.primaryLastLsn ?? null,
+    receiveLagRecords: running ? st!.receiveLagRecords : null,
+    appliedLsn: st?.appliedLsn ?? null,
+    appliedCommitTime: st?.appliedCommitTime ?? null,
+    applyLagRecords: st?.applyLagRecords ?? null,
+    applyLagMs: running ? st!.applyLagMs : null,
+    delayMs: st?.delayMs ?? null,
+    paused: st?.paused ?? null,
+    untilLsn: st?.untilLsn ?? null,
+    untilTime: st?.untilTime ?? null,
+    nextApplyLsn: st?.nextApplyLsn ?? null,
+    nextApplyAt: st?.nextApplyAt ?? null,
+    clockSkewMs: st?.clockSkewMs ?? null,
+    standbys: st?.standbys ?? [],
+  };
+  if (json) {
+    process.stdout.write(toJson(out) + '\n');
+    return;
+  }
+  const lines = [
+    `standby     ${out.archive}${running ? `, running (pid ${st!.pid})` : ', not running'}`,
+    `database    ${out.db ?? '(archive only)'}`,
+    `primary     ${out.from ?? '-'}: ${out.connected ? 'connected' : `not connected${out.lastError ? ` (${out.lastError})` : ''}`}`,
+    `received    LSN ${out.receivedLsn ?? '-'} of the primary's ${out.primaryLastLsn ?? '-'} (${out.receiveLagRecords ?? '-'} behind)`,
+    `applied     LSN ${out.appliedLsn ?? '-'}${out.appliedCommitTime ? `, committed ${out.appliedCommitTime}` : ''} (${out.applyLagRecords ?? '-'} records behind${out.applyLagMs !== null ? `, ${formatAgo(out.applyLagMs)} old` : ''})`,
+    `delay       ${out.delayMs !== null ? formatAgo(out.delayMs) : '-'}${out.paused ? ', PAUSED' : ''}${out.untilLsn ? `, applying until LSN ${out.untilLsn}` : ''}${out.untilTime ? `, applying until ${out.untilTime}` : ''}`,
+    `next apply  ${out.nextApplyLsn ? `LSN ${out.nextApplyLsn} at ${out.nextApplyAt}` : '-'}`,
+    `clock skew  ${out.clockSkewMs !== null ? `${out.clockSkewMs.toFixed(1)} ms (primary minus standby, includes network delay)` : '-'}`,
+    ...out.standbys.map((s) => `  cascade: ${s.name} (${s.remote}): durable LSN ${s.durableLsn}, lag ${s.lagRecords} records`),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

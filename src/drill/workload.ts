@@ -10,7 +10,10 @@
  *               wal_checkpoint(PASSIVE) now and then.
  * --rate 0 runs at full speed. On exit (count or duration reached, or SIGTERM) it prints one JSON line:
  * {"commits": N, "vacuums": N, "checkpoints": N, "elapsedMs": N}. With --commit-log, it appends the commit
- * time (µs since the epoch) of every transaction, one per line, as it commits.
+ * time (µs since the epoch) of every transaction, one per line, as it commits. With --counter-log, it
+ * appends "beginUs commitUs counter" lines: when the transaction began (a lower bound of its commit time),
+ * when the commit returned (an upper bound), and the counter row's value after it (a VACUUM does not move
+ * it), so a reader's view of the counter can be matched with commits.
  */
 import Database from 'better-sqlite3';
 import { openSync, writeSync } from 'node:fs';
@@ -38,8 +41,21 @@ export function createSchema(db: Database.Database): void {
   db.exec(`CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, v BLOB NOT NULL);
            CREATE INDEX IF NOT EXISTS t_k ON t(k);
            CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
-           INSERT OR IGNORE INTO counter VALUES (1, 0);`);
+           INSERT OR IGNORE INTO counter VALUES (1, 0);
+           CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY, amount INTEGER NOT NULL);`);
+  // The ledger's invariant: its amounts always sum to LEDGER_TOTAL. Every transaction moves some amount
+  // between two accounts, so a reader that ever sees another sum saw a transaction half applied.
+  const n = db.prepare('SELECT count(*) FROM ledger').pluck().get() as number;
+  if (n === 0) {
+    const ins = db.prepare('INSERT INTO ledger (id, amount) VALUES (?, ?)');
+    db.transaction(() => {
+      for (let i = 1; i <= LEDGER_ACCOUNTS; i++) ins.run(i, LEDGER_TOTAL / LEDGER_ACCOUNTS);
+    })();
+  }
 }
+
+export const LEDGER_ACCOUNTS = 50;
+export const LEDGER_TOTAL = 50_000;
 
 function main(): void {
   const path = arg('db');
@@ -59,11 +75,27 @@ function main(): void {
   createSchema(db);
   const logPath = arg('commit-log');
   const logFd = logPath ? openSync(logPath, 'a') : -1;
+  const counterLogPath = arg('counter-log');
+  const counterFd = counterLogPath ? openSync(counterLogPath, 'a') : -1;
+  const counterNow = db.prepare('SELECT n FROM counter WHERE id = 1').pluck();
 
   const ins = db.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
   const upd = db.prepare('UPDATE t SET v = ?, k = k + 1 WHERE id = (SELECT id FROM t WHERE id >= ? ORDER BY id LIMIT 1)');
   const del = db.prepare('DELETE FROM t WHERE id = (SELECT id FROM t WHERE id >= ? ORDER BY id LIMIT 1)');
-  const bump = db.prepare('UPDATE counter SET n = n + 1 WHERE id = 1');
+  const bumpCounter = db.prepare('UPDATE counter SET n = n + 1 WHERE id = 1');
+  const move = db.prepare('UPDATE ledger SET amount = amount + ? WHERE id = ?');
+  // Every transaction bumps the counter (so it changes at least one row) and moves an amount between two
+  // ledger accounts far apart (so they sit on different pages when the table grows).
+  const bump = {
+    run() {
+      bumpCounter.run();
+      const a = 1 + Math.floor(rnd() * LEDGER_ACCOUNTS);
+      const b = 1 + ((a + LEDGER_ACCOUNTS / 2 - 1) % LEDGER_ACCOUNTS);
+      const amt = 1 + Math.floor(rnd() * 50);
+      move.run(-amt, a);
+      move.run(amt, b);
+    },
+  };
   const maxId = db.prepare('SELECT coalesce(max(id), 0) AS m FROM t').pluck();
   const blob = (n: number) => {
     const b = Buffer.allocUnsafe(n);
@@ -102,11 +134,16 @@ function main(): void {
     db.close();
     process.exit(0);
   };
+  const nowUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
+  let beginUs = 0;
   const logCommit = () => {
-    if (logFd >= 0) writeSync(logFd, `${Math.round((performance.timeOrigin + performance.now()) * 1000)}\n`);
+    const us = nowUs();
+    if (logFd >= 0) writeSync(logFd, `${us}\n`);
+    if (counterFd >= 0) writeSync(counterFd, `${beginUs} ${us} ${counterNow.get() as number}\n`);
   };
 
   const one = () => {
+    beginUs = nowUs();
     const r = rnd();
     if (mix === 'stress' && r < 0.004) {
       db.exec('VACUUM');

@@ -36,7 +36,10 @@ import { takeSnapshot, walMismatch, type CapturePosition, type Snapshot } from '
 export interface CaptureOptions {
   /** Start a checkpoint cycle once the WAL holds this many frames. Default 1000 (SQLite's autocheckpoint). */
   readonly checkpointFrames: number;
-  /** How long a checkpoint cycle waits for the write lock before trying again later. Default 100 ms. */
+  /**
+   * How long a checkpoint cycle waits for the write lock before trying again at the next wake-up. Default 0:
+   * waiting would stop capture for that long (the wait is synchronous), and the next wake-up is ~2 ms away.
+   */
   readonly checkpointLockTimeoutMs: number;
   /** How long a base or resync waits for the write lock before giving up. Default 10 s. */
   readonly snapshotLockTimeoutMs: number;
@@ -46,7 +49,7 @@ export interface CaptureOptions {
 
 export const DEFAULT_CAPTURE_OPTIONS: CaptureOptions = {
   checkpointFrames: 1000,
-  checkpointLockTimeoutMs: 100,
+  checkpointLockTimeoutMs: 0,
   snapshotLockTimeoutMs: 10_000,
   maxBatchBytes: 32 * 1024 * 1024,
 };
@@ -290,6 +293,7 @@ export class Capturer {
   /** The WAL generation and mxFrame at the last complete checkpoint: no new cycle until checkpointFrames more. */
   private backfilledAt: { generation: string; mxFrame: number } | null = null;
   private lastCheckpointTryMs = 0;
+  private lastBlockedWarningMs = 0;
 
   /** Runs a checkpoint cycle if the WAL has grown past checkpointFrames. Returns true when one ran. */
   maybeCheckpoint(): boolean {
@@ -297,10 +301,11 @@ export class Capturer {
     const b = this.backfilledAt;
     if (b && b.generation === `${this.pos.salt1}:${this.pos.salt2}` && this.stats.lastMxFrame - b.mxFrame < this.opts.checkpointFrames)
       return false;
-    // A cycle that could not finish (application readers cap the backfill) is not retried at once.
+    // A cycle that ran but could not backfill everything (application readers cap it) is not rerun at once.
     if (Date.now() - this.lastCheckpointTryMs < 50) return false;
-    this.lastCheckpointTryMs = Date.now();
-    return this.checkpoint();
+    const ran = this.checkpoint();
+    if (ran) this.lastCheckpointTryMs = Date.now();
+    return ran;
   }
 
   /** The checkpoint cycle (see the file comment). Returns false when the write lock was not to be had. */
@@ -309,11 +314,13 @@ export class Capturer {
       this.stats.checkpointsBusy++;
       const now = Date.now();
       if (!this.stats.checkpointBlockedSinceMs) this.stats.checkpointBlockedSinceMs = now;
-      else if (now - this.stats.checkpointBlockedSinceMs > 10_000 && this.stats.checkpointsBusy % 50 === 0)
+      else if (now - this.stats.checkpointBlockedSinceMs > 10_000 && now - this.lastBlockedWarningMs > 10_000) {
+        this.lastBlockedWarningMs = now;
         this.emit({
           type: 'warning',
           message: `could not take the write lock to checkpoint for ${Math.round((now - this.stats.checkpointBlockedSinceMs) / 1000)} s; the WAL grows (${this.stats.lastMxFrame} frames). An application RESTART/TRUNCATE checkpoint or a long write transaction holds it.`,
         });
+      }
       return false;
     }
     try {
@@ -331,7 +338,7 @@ export class Capturer {
 
   /** Captures the committed tail under the write lock, so nothing published is left behind at shutdown. */
   drain(): void {
-    if (this.live.tryWriteLock(this.opts.checkpointLockTimeoutMs * 10)) {
+    if (this.live.tryWriteLock(2000)) {
       try {
         this.poll(false);
       } finally {

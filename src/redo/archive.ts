@@ -118,6 +118,25 @@ export class Archive {
     return { databaseId: this.identity.databaseId, pageSize: this.identity.pageSize };
   }
 
+  /**
+   * Segment files in LSN order, from their names alone: no file is read, so this is cheap enough for hot
+   * paths. lastLsn is null for the open segment (its name does not say).
+   */
+  segmentNames(): Array<{ name: string; firstLsn: Lsn; lastLsn: Lsn | null }> {
+    let names: string[];
+    try {
+      names = readdirSync(this.segmentsDir);
+    } catch (e) {
+      throw ioError('list archive segments in', this.segmentsDir, e);
+    }
+    const out: Array<{ name: string; firstLsn: Lsn; lastLsn: Lsn | null }> = [];
+    for (const name of names.sort()) {
+      const p = parseSegmentName(name);
+      if (p) out.push({ name, firstLsn: p.firstLsn, lastLsn: p.lastLsn });
+    }
+    return out;
+  }
+
   /** Segment files in LSN order. lastLsn of the open segment is found by reading it. */
   segments(): SegmentInfo[] {
     let names: string[];

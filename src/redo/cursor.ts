@@ -45,7 +45,12 @@ export class ArchiveCursor {
       try {
         reader = new SegmentReader(join(this.archive.segmentsDir, s.name), this.archive.identityExpect);
       } catch (e) {
-        // Sealed (renamed) since we looked: find it again by its first LSN.
+        // Sealed (renamed) since we looked: the same bytes under its final name, so the offset holds.
+        const renamed = this.archive.segmentNames().find((x) => x.firstLsn === s.firstLsn);
+        if (renamed && renamed.name !== s.name) {
+          s.name = renamed.name;
+          continue;
+        }
         this.seg = null;
         if (this.locate()) continue;
         throw e;
@@ -77,7 +82,7 @@ export class ArchiveCursor {
       }
       if (!progressed) {
         // The open segment has nothing new; it may have been sealed meanwhile.
-        const sealedNow = this.archive.segments().find((x) => x.firstLsn === s.firstLsn && x.sealed);
+        const sealedNow = this.archive.segmentNames().find((x) => x.firstLsn === s.firstLsn && x.lastLsn !== null);
         if (sealedNow) {
           s.name = sealedNow.name;
           continue;
@@ -90,8 +95,8 @@ export class ArchiveCursor {
 
   /** Finds the segment holding the next LSN. False when the archive does not hold it (yet). */
   private locate(): boolean {
-    for (const s of this.archive.segments()) {
-      if (s.firstLsn <= this.lsn && (this.lsn <= s.lastLsn || !s.sealed)) {
+    for (const s of this.archive.segmentNames()) {
+      if (s.firstLsn <= this.lsn && (s.lastLsn === null || this.lsn <= s.lastLsn)) {
         if (this.partNo !== 0) return false; // cannot resume inside a record without its offset
         this.seg = { firstLsn: s.firstLsn, name: s.name, offset: -1 };
         this.skipTo();

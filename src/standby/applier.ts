@@ -45,6 +45,9 @@ export class Applier {
   private sizePages: number;
   batches = 0;
   pagesWritten = 0;
+  lastBatchMs = 0;
+  maxBatchMs = 0;
+  lastBatchPages = 0;
 
   private constructor(
     readonly db: string,
@@ -165,6 +168,7 @@ export class Applier {
       for (const p of finalImages.keys()) if (p > finalSize) finalImages.delete(p);
     }
     const last = records[records.length - 1]!;
+    const t0 = performance.now();
     this.conn.prepare('BEGIN EXCLUSIVE').run();
     let committed = false;
     const journal = `${this.db}-journal`;
@@ -220,6 +224,9 @@ export class Applier {
     this.appliedCommitTimeUs = last.commitTimeUs;
     this.batches++;
     this.pagesWritten += finalImages.size;
+    this.lastBatchMs = performance.now() - t0;
+    this.maxBatchMs = Math.max(this.maxBatchMs, this.lastBatchMs);
+    this.lastBatchPages = finalImages.size;
     Applier.writeState(this.archive, {
       db: this.db,
       appliedLsn: String(last.lsn),

@@ -63,6 +63,7 @@ export interface StandbyStatus {
   /** Primary clock minus ours, as seen in the last message (includes one-way network delay). */
   readonly clockSkewMs: number;
   readonly updatedAt: string;
+  readonly apply: { batches: number; pages: number; lastBatchMs: number; maxBatchMs: number; lastBatchPages: number } | null;
   readonly standbys?: ReturnType<RedoServer['standbys']>;
 }
 
@@ -74,6 +75,8 @@ export interface StandbyHandle {
 }
 
 const nowUs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
+/** REDOSHIP_TRACE=1 logs every receive and apply batch with its timing (for diagnosing lag). */
+const TRACE = process.env.REDOSHIP_TRACE === '1';
 
 export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
   const dir = resolve(o.archive);
@@ -123,6 +126,7 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     if (lastPart) next = lastPart.part.last ? { lsn: (lastPart.part.lsn + 1n) as Lsn, part: 0 } : { lsn: lastPart.part.lsn, part: lastPart.part.part + 1 };
     for (const l of listeners) l();
     scheduleApply(0);
+    if (TRACE) emit({ type: 'info', message: `trace: received ${parts.length} parts to LSN ${writer!.lastLsn} (${buf.length} bytes)` });
     return writer!.lastLsn;
   };
 
@@ -189,6 +193,7 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       }
       if (batch.length > 0) {
         applier.apply(batch);
+        if (TRACE) emit({ type: 'info', message: `trace: applied LSN ${batch[0]!.lsn}..${batch[batch.length - 1]!.lsn} in ${applier.lastBatchMs.toFixed(1)} ms (${applier.lastBatchPages} pages); next due in ${waitMs} ms` });
         nextApply = reader.peek();
         for (const l of listeners) l();
       }
@@ -205,12 +210,16 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       scheduleApply(1000);
     }
   };
+  let applyDueMs = 0;
+  /** Wakes the applier in ms, unless a wake-up is already due sooner. */
   const scheduleApply = (ms: number) => {
     if (stopped) return;
+    const due = Date.now() + ms;
     if (applyTimer) {
-      if (ms > 0) return; // an earlier wake-up is already due
+      if (applyDueMs <= due) return;
       clearTimeout(applyTimer);
     }
+    applyDueMs = due;
     applyTimer = setTimeout(applyStep, ms);
   };
   // Control changes (pause, resume, apply --until) and delays that pass are seen by this tick too.
@@ -243,6 +252,9 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       receiveLagRecords: String(client.primaryLastLsn > received ? client.primaryLastLsn - received : 0n),
       clockSkewMs: Number(client.clockSkewUs) / 1000,
       updatedAt: new Date().toISOString(),
+      apply: applier
+        ? { batches: applier.batches, pages: applier.pagesWritten, lastBatchMs: Math.round(applier.lastBatchMs * 10) / 10, maxBatchMs: Math.round(applier.maxBatchMs * 10) / 10, lastBatchPages: applier.lastBatchPages }
+        : null,
       ...(server ? { standbys: server.standbys() } : {}),
     };
   };

@@ -4,8 +4,8 @@
  */
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, statSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -220,4 +220,88 @@ export function makeDb(path: string, opts: { wal?: boolean } = {}): void {
   if (opts.wal !== false) db.pragma('journal_mode = WAL');
   createSchema(db);
   db.close();
+}
+
+export const READER = join(ROOT, 'dist', 'src', 'drill', 'reader.js');
+
+export interface ReaderResult {
+  reads: number;
+  violations: number;
+  firstViolations: string[];
+  busy: number;
+  lastCounter: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+}
+
+/** A reader process looping over the workload's invariant query (src/drill/reader.ts). */
+export function startReader(db: string, args: Record<string, string | number> = {}): Proc & { result(): Promise<ReaderResult> } {
+  const flat = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
+  const p = start(['--db', db, ...flat], { script: READER });
+  return Object.assign(p, {
+    async result() {
+      p.child.kill('SIGTERM');
+      const { code } = await p.exited;
+      if (code !== 0) throw new Error(`reader exited ${code}: ${p.stderr}`);
+      return JSON.parse(p.stdout.trim().split('\n').pop()!) as ReaderResult;
+    },
+  });
+}
+
+/** A free TCP port on 127.0.0.1 (the kernel picks it; there is a small window before it is used). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export function tokenFile(dir: string): string {
+  const p = join(dir, 'secret');
+  writeFileSync(p, randomBytes(32).toString('base64') + '\n');
+  return p;
+}
+
+/** Starts `redoship standby` and waits until it runs. */
+export async function startStandbyProc(args: { db?: string; archive: string; from: string; token: string; extra?: string[] }): Promise<Proc> {
+  const p = start([
+    'standby',
+    ...(args.db ? ['--db', args.db] : []),
+    '--archive', args.archive,
+    '--from', args.from,
+    '--token-file', args.token,
+    ...(args.extra ?? []),
+  ]);
+  try {
+    await Promise.race([
+      p.waitFor(/standby: receiving/),
+      p.exited.then(({ code }) => {
+        throw new Error(`standby exited with ${code}:\n${p.stderr}`);
+      }),
+    ]);
+  } catch (e) {
+    p.child.kill('SIGKILL');
+    throw e;
+  }
+  return p;
+}
+
+/** Polls `status --json` of an archive until pred holds; returns the last status. */
+export async function waitForStatus(archive: string, pred: (s: Record<string, any>) => boolean, timeoutMs = 30_000): Promise<Record<string, any>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: Record<string, any> = {};
+  while (Date.now() < deadline) {
+    const r = await run(['status', '--archive', archive, '--json']);
+    if (r.code === 0) {
+      last = JSON.parse(r.stdout);
+      if (pred(last)) return last;
+    }
+    await sleep(100);
+  }
+  throw new Error(`status of ${archive} never matched; last: ${JSON.stringify(last)}`);
 }
