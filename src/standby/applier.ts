@@ -26,12 +26,20 @@ import { DB_HEADER_BYTES, buildJournal, parseDbHeader } from '../sqlite/index.js
 
 export const STANDBY_STATE_FILE = 'standby.state.json';
 
+/*
+ * standby.state.json: what the applier has applied. It is written twice per batch:
+ *   before the commit point: { ...as before, pending: { lsn, commitTimeUs, changeCounter } }   (durable)
+ *   after it:                { appliedLsn: lsn, ..., changeCounter }
+ * At open, the database's change counter says which is true: the old counter means the batch rolled back
+ * (or never started), the pending counter means it committed. Any other counter means someone else wrote.
+ */
 interface StandbyState {
   readonly db: string;
   readonly appliedLsn: string;
   readonly appliedCommitTimeUs: string;
   /** The change counter the applier last wrote: anything else means another writer touched the file. */
   readonly changeCounter: number;
+  readonly pending?: { readonly lsn: string; readonly commitTimeUs: string; readonly changeCounter: number };
   readonly updatedAt: string;
 }
 
@@ -52,11 +60,10 @@ export class Applier {
   private constructor(
     readonly db: string,
     private readonly archive: Archive,
-    state: StandbyState,
+    stateRead: StandbyState,
   ) {
+    let state = stateRead;
     this.pageSize = archive.identity.pageSize;
-    this.appliedLsn = BigInt(state.appliedLsn) as Lsn;
-    this.appliedCommitTimeUs = BigInt(state.appliedCommitTimeUs);
     // Opening read-write and reading rolls back a hot journal left by a crash, before we touch anything.
     this.conn = new Database(db, { fileMustExist: true, timeout: 10_000 });
     this.conn.pragma('journal_mode = DELETE');
@@ -69,6 +76,12 @@ export class Applier {
     const h = this.header();
     if (h.pageSize !== this.pageSize)
       throw new RedoshipError('WRONG_DATABASE', `${db} has pages of ${h.pageSize} bytes; the archive has ${this.pageSize}`, 'give the standby a new --db path; it is seeded from the archive');
+    if (state.pending && h.changeCounter === state.pending.changeCounter && h.changeCounter !== state.changeCounter) {
+      // The last batch committed; the process stopped before recording it.
+      state = { ...state, appliedLsn: state.pending.lsn, appliedCommitTimeUs: state.pending.commitTimeUs, changeCounter: state.pending.changeCounter };
+    }
+    this.appliedLsn = BigInt(state.appliedLsn) as Lsn;
+    this.appliedCommitTimeUs = BigInt(state.appliedCommitTimeUs);
     if (h.changeCounter !== state.changeCounter)
       throw new RedoshipError(
         'WRONG_DATABASE',
@@ -101,10 +114,11 @@ export class Applier {
     }
   }
 
-  private static writeState(archive: Archive, s: StandbyState): void {
+  private static writeState(archive: Archive, s: StandbyState, durable = false): void {
     const p = Applier.statePath(archive);
-    writeFileSync(`${p}.tmp`, JSON.stringify(s, null, 2));
+    writeFileSync(`${p}.tmp`, JSON.stringify(s, null, 2), durable ? { flush: true } : {});
     renameSync(`${p}.tmp`, p);
+    if (durable) fsyncDir(archive.dir);
   }
 
   /**
@@ -206,9 +220,24 @@ export class Applier {
       for (const [pgno, page] of finalImages) writeSync(this.fd, page, 0, pageSize, (pgno - 1) * pageSize);
       ftruncateSync(this.fd, finalSize * pageSize);
       fsyncSync(this.fd);
+      crashPoint('apply-before-commit', last.lsn);
+      Applier.writeState(
+        this.archive,
+        {
+          db: this.db,
+          appliedLsn: String(this.appliedLsn),
+          appliedCommitTimeUs: String(this.appliedCommitTimeUs),
+          changeCounter: this.changeCounter,
+          pending: { lsn: String(last.lsn), commitTimeUs: String(last.commitTimeUs), changeCounter: counter },
+          updatedAt: new Date().toISOString(),
+        },
+        true,
+      );
+      crashPoint('apply-pending-recorded', last.lsn);
       unlinkSync(journal);
       fsyncDir(dirname(this.db));
       committed = true;
+      crashPoint('apply-after-commit', last.lsn);
       this.changeCounter = counter;
       this.sizePages = finalSize;
     } catch (e) {
@@ -235,6 +264,18 @@ export class Applier {
       updatedAt: new Date().toISOString(),
     });
   }
+}
+
+/**
+ * Test hook for crash tests: REDOSHIP_CRASH_AT=apply-before-commit[:LSN] makes the process kill itself with
+ * SIGKILL at that point of a batch (after the new pages are written and synced, before the journal is
+ * deleted), the way a power cut or an OOM kill would, so the hot-journal path is tested deterministically.
+ */
+function crashPoint(name: string, lsn: bigint): void {
+  const want = process.env.REDOSHIP_CRASH_AT;
+  if (!want) return;
+  const [point, at] = want.split(':');
+  if (point === name && (at === undefined || BigInt(at) <= lsn)) process.kill(process.pid, 'SIGKILL');
 }
 
 /** Sets the header fields that make page 1 a rollback-journal database at this change counter. */

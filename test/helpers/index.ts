@@ -28,8 +28,12 @@ export interface Proc {
   waitFor(re: RegExp, timeoutMs?: number): Promise<void>;
 }
 
-export function start(args: string[], opts: { cwd?: string; script?: string } = {}): Proc {
-  const child = spawn(process.execPath, [opts.script ?? BIN, ...args], { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+export function start(args: string[], opts: { cwd?: string; script?: string; env?: Record<string, string> } = {}): Proc {
+  const child = spawn(process.execPath, [opts.script ?? BIN, ...args], {
+    cwd: opts.cwd ?? ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
+  });
   const p: Proc = {
     child,
     stdout: '',
@@ -268,7 +272,7 @@ export function tokenFile(dir: string): string {
 }
 
 /** Starts `redoship standby` and waits until it runs. */
-export async function startStandbyProc(args: { db?: string; archive: string; from: string; token: string; extra?: string[] }): Promise<Proc> {
+export async function startStandbyProc(args: { db?: string; archive: string; from: string; token: string; extra?: string[]; env?: Record<string, string> }): Promise<Proc> {
   const p = start([
     'standby',
     ...(args.db ? ['--db', args.db] : []),
@@ -276,7 +280,7 @@ export async function startStandbyProc(args: { db?: string; archive: string; fro
     '--from', args.from,
     '--token-file', args.token,
     ...(args.extra ?? []),
-  ]);
+  ], args.env ? { env: args.env } : {});
   try {
     await Promise.race([
       p.waitFor(/standby: receiving/),
