@@ -25,9 +25,10 @@ export function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('run a demo on this machine: a database with a small workload, captured by a primary, status until Ctrl-C')
+    .description('run a demo on this machine: a database with a workload, a primary, and a delayed standby; status until Ctrl-C')
     .option('--dir <dir>', 'where the demo keeps its files', '.redoship-demo')
     .option('--rate <n>', 'transactions per second of the demo workload', '50')
+    .option('--delay <duration>', 'apply delay of the demo standby', '5s')
     .option('--duration <d>', 'stop by itself after this long (e.g. 30s); default: run until Ctrl-C')
     .addHelpText('after', example('npx redoship demo --rate 200'))
     .action(demoCommand);

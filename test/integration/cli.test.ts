@@ -9,16 +9,17 @@ import { describe, expect, test } from 'vitest';
 import { makeDb, run, sleep, startPrimary, stopGracefully, tempDir } from '../helpers/index.js';
 
 describe('cli', () => {
-  test('the demo runs, captures, restores and finds the rows equal', async () => {
+  test('the demo runs a primary and a delayed standby; both end equal to what they should be', async () => {
     const dir = tempDir();
-    const r = await run(['demo', '--dir', join(dir, 'demo'), '--rate', '300', '--duration', '2s']);
+    const r = await run(['demo', '--dir', join(dir, 'demo'), '--rate', '200', '--duration', '4s', '--delay', '1s']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/LSN \d+ +transactions \d+/);
-    expect(r.stderr).toMatch(/rows equal the database/);
+    expect(r.stdout).toMatch(/primary LSN \d+ .*\| standby received \d+, applied \d+ \(delay 1\.0 s/);
+    expect(r.stderr).toMatch(/rows equal app\.db/);
+    expect(r.stderr).toMatch(/standby dr\.db is at LSN \d+ \(received \d+\): rows equal the primary at that LSN/);
   });
 
   test('every command has --help with an example', async () => {
-    for (const cmd of [['demo'], ['primary'], ['archive', 'list'], ['archive', 'verify'], ['restore'], ['status']]) {
+    for (const cmd of [['demo'], ['primary'], ['standby'], ['archive', 'list'], ['archive', 'verify'], ['restore'], ['status']]) {
       const r = await run([...cmd, '--help']);
       expect(r.code, cmd.join(' ')).toBe(0);
       expect(r.stdout, cmd.join(' ')).toMatch(/Example:\n {2}npx redoship /);
