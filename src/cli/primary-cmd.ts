@@ -3,6 +3,7 @@ import { RedoshipError } from '../error/index.js';
 import { startPrimary, type CaptureEvent } from '../primary/index.js';
 import { reportError } from './main.js';
 import { hostPort, readSecret, readTlsFile } from './net-flags.js';
+import { catchSignals } from './signals.js';
 import { parseCount, parseDuration, parseSize } from './units.js';
 
 function missing(flag: string): never {
@@ -58,6 +59,7 @@ export function log(line: string): void {
 }
 
 export async function primaryCommand(flags: PrimaryFlags): Promise<void> {
+  const signals = catchSignals();
   const f = resolvePrimaryFlags(flags);
   const quiet = !!f.quiet;
   const onEvent = (e: CaptureEvent) => {
@@ -93,26 +95,16 @@ export async function primaryCommand(flags: PrimaryFlags): Promise<void> {
         (st.listen ? `; serving redo on ${f.tlsCert ? 'wss' : 'ws'}://${st.listen}` : '') +
         (handle.metricsPort !== null ? `; metrics on port ${handle.metricsPort}` : ''),
     );
-  await new Promise<void>((resolveRun) => {
-    let stopping = false;
-    const stop = async (why: string) => {
-      if (stopping) return;
-      stopping = true;
-      if (!quiet) log(`${why}: capturing what is committed, sealing`);
-      try {
-        await handle.stop();
-        if (!quiet) log(`stopped at LSN ${handle.capturer.lastLsn}`);
-      } catch (e) {
-        process.exitCode = reportError(e);
-      }
-      resolveRun();
-    };
-    process.once('SIGINT', () => void stop('SIGINT'));
-    process.once('SIGTERM', () => void stop('SIGTERM'));
-    void handle.failed.then((e) => {
-      process.exitCode = reportError(e);
-      stopping = true;
-      resolveRun();
-    });
-  });
+  const why = await Promise.race([signals.next, handle.failed.then((e) => e)]);
+  if (typeof why !== 'string') {
+    process.exitCode = reportError(why);
+    return;
+  }
+  if (!quiet) log(`${why}: capturing what is committed, sealing`);
+  try {
+    await handle.stop();
+    if (!quiet) log(`stopped at LSN ${handle.capturer.lastLsn}`);
+  } catch (e) {
+    process.exitCode = reportError(e);
+  }
 }

@@ -7,6 +7,7 @@ import { Archive } from '../redo/index.js';
 import { STANDBY_STATUS_FILE, readControl, startStandby, writeControl, type StandbyStatus } from '../standby/index.js';
 import { reportError } from './main.js';
 import { hostPort, readSecret, readTlsFile } from './net-flags.js';
+import { catchSignals } from './signals.js';
 import { log } from './primary-cmd.js';
 import { parseDuration, parseLsn, parseTime, parseSize } from './units.js';
 
@@ -37,6 +38,7 @@ export async function standbyCommand(verb: string | undefined, flags: StandbyFla
   if (verb === 'pause' || verb === 'resume' || verb === 'apply') return controlCommand(verb, flags);
   if (verb !== undefined)
     throw new RedoshipError('USAGE', `unknown standby action "${verb}"`, 'use: redoship standby [pause|resume|apply] ...');
+  const signals = catchSignals();
   const file = flags.config ? loadConfig(flags.config, KEYS) : {};
   const f = { ...file, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) } as StandbyFlags;
   if (!f.archive || !f.from)
@@ -63,30 +65,15 @@ export async function standbyCommand(verb: string | undefined, flags: StandbyFla
   });
   const metrics = f.metrics ? await startMetricsServer(...Object.values(hostPort(f.metrics, '--metrics')) as [string, number], () => standbyMetrics(handle.status())) : null;
   if (!quiet) log(`standby: receiving from ${f.from} into ${resolve(f.archive)}${f.db ? `, applying to ${resolve(f.db)} with a delay of ${f.delay ?? '0s'}` : ' (archive only)'}`);
-  await new Promise<void>((done) => {
-    let stopping = false;
-    const stop = async (why: string) => {
-      if (stopping) return;
-      stopping = true;
-      if (!quiet) log(`${why}: stopping`);
-      try {
-        await metrics?.close();
-        await handle.stop();
-      } catch (e) {
-        process.exitCode = reportError(e);
-      }
-      done();
-    };
-    process.once('SIGINT', () => void stop('SIGINT'));
-    process.once('SIGTERM', () => void stop('SIGTERM'));
-    void handle.failed.then(async (e) => {
-      process.exitCode = reportError(e);
-      stopping = true;
-      await metrics?.close();
-      await handle.stop().catch(() => {});
-      done();
-    });
-  });
+  const why = await Promise.race([signals.next, handle.failed.then((e) => e)]);
+  if (typeof why !== 'string') process.exitCode = reportError(why);
+  else if (!quiet) log(`${why}: stopping`);
+  try {
+    await metrics?.close();
+    await handle.stop();
+  } catch (e) {
+    process.exitCode = reportError(e);
+  }
 }
 
 function standbyMetrics(s: StandbyStatus): Metric[] {
