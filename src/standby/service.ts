@@ -32,6 +32,8 @@ export interface StandbyOptions {
   /** Most records applied in one batch. Default 10,000. */
   readonly maxBatchRecords?: number;
   readonly onEvent?: (e: { type: 'info' | 'warning'; message: string }) => void;
+  /** Called when records become durable in the standby archive (and after each applied batch). */
+  readonly onProgress?: (e: { type: 'durable' | 'applied'; lastLsn: bigint; atUs: bigint }) => void;
 }
 
 export const STANDBY_STATUS_FILE = 'standby.status.json';
@@ -115,7 +117,7 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     const a = archive!;
     const parts = splitFramedParts(buf, a.identity.pageSize, next);
     if (typeof parts === 'string')
-      throw new RedoshipError('ARCHIVE_CORRUPT', `damaged redo from ${o.from} at LSN ${next.lsn}: ${parts}`, 'the link or the primary corrupted a message; the standby reconnects and asks again');
+      throw new RedoshipError('ARCHIVE_CORRUPT', `damaged redo from ${o.from} in a message starting at LSN ${next.lsn}: ${parts}`, 'the link or the primary corrupted a message; the standby reconnects and asks again');
     let lastComplete: RedoRecord | null = null;
     for (const { part } of parts) if (part.last) lastComplete = { ...part, pages: [] };
     writer!.appendRaw(
@@ -125,6 +127,7 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     const lastPart = parts[parts.length - 1];
     if (lastPart) next = lastPart.part.last ? { lsn: (lastPart.part.lsn + 1n) as Lsn, part: 0 } : { lsn: lastPart.part.lsn, part: lastPart.part.part + 1 };
     for (const l of listeners) l();
+    if (lastComplete) o.onProgress?.({ type: 'durable', lastLsn: writer!.lastLsn, atUs: nowUs() });
     scheduleApply(0);
     if (TRACE) emit({ type: 'info', message: `trace: received ${parts.length} parts to LSN ${writer!.lastLsn} (${buf.length} bytes)` });
     return writer!.lastLsn;
@@ -193,6 +196,7 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       }
       if (batch.length > 0) {
         applier.apply(batch);
+        o.onProgress?.({ type: 'applied', lastLsn: applier.appliedLsn, atUs: nowUs() });
         if (TRACE) emit({ type: 'info', message: `trace: applied LSN ${batch[0]!.lsn}..${batch[batch.length - 1]!.lsn} in ${applier.lastBatchMs.toFixed(1)} ms (${applier.lastBatchPages} pages); next due in ${waitMs} ms` });
         nextApply = reader.peek();
         for (const l of listeners) l();
