@@ -15,8 +15,13 @@ export const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..
 export const BIN = join(ROOT, 'bin', 'redoship');
 export const WORKLOAD = join(ROOT, 'dist', 'src', 'drill', 'workload.js');
 
+/** Directories made by tempDir() in this test file; test/setup.ts removes them after the file's tests. */
+export const createdTempDirs: string[] = [];
+
 export function tempDir(prefix = 'redoship-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  createdTempDirs.push(d);
+  return d;
 }
 
 export interface Proc {

@@ -155,3 +155,45 @@ describe('standbys', () => {
     expect(await stopGracefully(primary)).toBe(0);
   });
 });
+
+describe('cascade, archive-only DR, metrics', () => {
+  test('a standby serves redo onward; an archive-only DR site restores; Prometheus metrics show lag', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const token = tokenFile(dir);
+    makeDb(db);
+    const [port, cascadePort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+    const primary = await startPrimary(db, arch, ['--listen', `127.0.0.1:${port}`, '--token-file', token, '--metrics', `127.0.0.1:${metricsPort}`]);
+    // A (with a database) serves onward; B follows A; C is an archive-only DR destination following A.
+    const a = { db: join(dir, 'a.db'), archive: join(dir, 'a-arch') };
+    const b = { db: join(dir, 'b.db'), archive: join(dir, 'b-arch') };
+    const c = { archive: join(dir, 'c-arch') };
+    const sa = await startStandbyProc({ ...a, from: `ws://127.0.0.1:${port}`, token, extra: ['--listen', `127.0.0.1:${cascadePort}`] });
+    const writer = startWorkload(db, { seed: 9, rate: 200, 'duration-ms': 2500 });
+    await sleep(500);
+    const sb = await startStandbyProc({ ...b, from: `ws://127.0.0.1:${cascadePort}`, token });
+    const sc = await startStandbyProc({ ...c, from: `ws://127.0.0.1:${cascadePort}`, token });
+    const { commits } = await writer.result();
+    const last = String(BigInt(commits) + 1n);
+    await waitForStatus(b.archive, (x) => x.appliedLsn === last);
+    await waitForStatus(c.archive, (x) => x.receivedLsn === last);
+    const cascade = await waitForStatus(a.archive, (x) => x.standbys?.length === 2);
+    expect(cascade.standbys.map((x: { durableLsn: string }) => x.durableLsn)).toEqual([last, last]);
+
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`^redoship_primary_last_lsn ${last}$`, 'm'));
+    expect(metrics).toMatch(/^# TYPE redoship_standby_lag_records gauge$/m);
+    expect(metrics).toMatch(new RegExp(`^redoship_standby_durable_lsn\\{standby="[^"]+",remote="[^"]+"\\} ${last}$`, 'm'));
+
+    for (const p of [sb, sc, sa]) expect(await stopGracefully(p)).toBe(0);
+    expect(await stopGracefully(primary)).toBe(0);
+    const cmp = compareWithPrimary(db, b.db);
+    expect(cmp.differing).toEqual([]);
+    expect(cmp.rowsEqual).toBe(true);
+    const out = join(dir, 'from-c.db');
+    const r = await run(['restore', '--archive', c.archive, '--to', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(compareWithPrimary(db, out).differing).toEqual([]);
+  });
+});
