@@ -1,18 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { STATUS_FILE, type PrimaryStatus } from '../primary/index.js';
-import { Archive } from '../redo/index.js';
+import { Archive, isProcessAlive } from '../redo/index.js';
 import { STANDBY_STATUS_FILE, type StandbyStatus } from '../standby/index.js';
 import { formatAgo, formatBytes, formatTimeUs, toJson } from './units.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export function statusCommand(f: { archive: string; json?: boolean }): void {
   const a = Archive.open(f.archive);
@@ -28,7 +19,7 @@ export function statusCommand(f: { archive: string; json?: boolean }): void {
       primary = null; // being replaced right now
     }
   }
-  const running = primary !== null && alive(primary.pid);
+  const running = primary !== null && isProcessAlive(primary.pid);
   const nowMs = Date.now();
   const lastCommitMs = tail ? Number(tail.commitTimeUs / 1000n) : null;
   const lagFrames = running && primary ? Math.max(0, primary.stats.lastMxFrame - primary.stats.capturedFrame) : null;
@@ -79,7 +70,7 @@ function standbyStatus(a: Archive, json: boolean): void {
   } catch {
     st = null;
   }
-  const running = st !== null && alive(st.pid) && Date.now() - new Date(st.updatedAt).getTime() < 5000;
+  const running = st !== null && isProcessAlive(st.pid) && Date.now() - new Date(st.updatedAt).getTime() < 5000;
   const tail = a.tail();
   const out = {
     role: 'standby',

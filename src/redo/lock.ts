@@ -11,7 +11,8 @@ export interface PidLock {
   release(): void;
 }
 
-function alive(pid: number): boolean {
+/** True when a process with this pid exists (on this machine). */
+export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -49,7 +50,7 @@ export function acquirePidLock(path: string, what: string): PidLock {
     } catch {
       continue; // removed meanwhile: try again
     }
-    if (Number.isFinite(holder) && holder !== process.pid && alive(holder)) {
+    if (Number.isFinite(holder) && holder !== process.pid && isProcessAlive(holder)) {
       throw new RedoshipError(
         'LOCKED',
         `${what} is in use by another redoship process (pid ${holder}, lock file ${path})`,
