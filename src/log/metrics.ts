@@ -4,6 +4,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { RedoshipError } from '../error/index.js';
 
 export interface Metric {
   readonly name: string;
@@ -35,7 +36,9 @@ export async function startMetricsServer(host: string, port: number, collect: ()
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(renderMetrics(collect()));
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new RedoshipError('USAGE', `cannot serve metrics on ${host}:${port}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}`, 'choose another --metrics address (HOST:PORT)', { cause: e })),
+    );
     server.listen(port, host, () => resolve());
   });
   return {

@@ -13,7 +13,7 @@ import { realpathSync } from 'node:fs';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
 import { Archive, acquirePidLock, type ArchiveWriter, type PidLock } from '../redo/index.js';
 import { startMetricsServer, type Metric } from '../log/index.js';
-import { RedoServer, archiveSource, type StandbyInfo, type TlsServerOptions } from '../transport/index.js';
+import { RedoServer, archiveSource, checkListenable, type StandbyInfo, type TlsServerOptions } from '../transport/index.js';
 import { Capturer, DEFAULT_CAPTURE_OPTIONS, captureError, type CaptureEvent, type CaptureOptions, type CaptureStats } from './capture.js';
 import { LiveDatabase } from './live-db.js';
 
@@ -90,6 +90,7 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
     throw new RedoshipError('USAGE', 'serving redo needs a shared secret', 'give --token-file with --listen');
   const dbPath = resolve(o.db);
   const live = new LiveDatabase(dbPath); // checks the file before anything is created
+  if (o.listen) await checkListenable(o.listen.host, o.listen.port, '--listen');
   const realDb = realpathSync(dbPath);
   const dbLock: PidLock = acquirePidLock(`${dbPath}-redoship.lock`, `the database ${dbPath}`);
   let writer: ArchiveWriter | undefined;

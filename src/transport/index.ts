@@ -1,4 +1,4 @@
-export { RedoServer } from './server.js';
+export { RedoServer, checkListenable } from './server.js';
 export type { RedoSource, RedoServerOptions, StandbyInfo, TlsServerOptions } from './server.js';
 export { RedoClient } from './client.js';
 export type { RedoClientOptions, HeldPosition, TlsClientOptions } from './client.js';

@@ -13,7 +13,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { isRedoshipError } from '../error/index.js';
+import { RedoshipError, isRedoshipError } from '../error/index.js';
 import {
   MAX_MESSAGE_BYTES,
   MAX_REDO_MESSAGE_BYTES,
@@ -129,14 +129,10 @@ export class RedoServer {
     http.on('request', (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain' }).end('redoship redo server: connect with a redoship standby (WebSocket)\n');
     });
+    await listenOrExplain(http, opts.host, opts.port, '--listen');
+    // Made after listening succeeded: it re-emits the server's errors as its own.
     const wss = new WebSocketServer({ server: http, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
-    await new Promise<void>((resolve, reject) => {
-      http.once('error', reject);
-      http.listen(opts.port, opts.host, () => {
-        http.off('error', reject);
-        resolve();
-      });
-    });
+    wss.on('error', (e) => opts.onEvent?.({ type: 'warning', message: `redo server: ${e.message}` }));
     return new RedoServer(source, opts, http, wss);
   }
 
@@ -354,4 +350,27 @@ export class RedoServer {
     await new Promise<void>((r) => this.wss.close(() => r()));
     await new Promise<void>((r) => this.http.close(() => r()));
   }
+}
+
+/** Listens, or fails with a RedoshipError that says why (the port is taken, the address is not ours). */
+export async function listenOrExplain(server: HttpServer, host: string, port: number, flag: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) => {
+      const why = e.code === 'EADDRINUSE' ? 'the port is in use' : e.code === 'EADDRNOTAVAIL' ? 'that address is not on this machine' : e.code === 'EACCES' ? 'permission denied' : e.message;
+      reject(new RedoshipError('USAGE', `cannot listen on ${host}:${port}: ${why}`, `choose another ${flag} address (HOST:PORT)`, { cause: e }));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/** Checks that host:port can be listened on, and frees it again: so that a daemon refuses before it changes anything. */
+export async function checkListenable(host: string, port: number, flag: string): Promise<void> {
+  if (port === 0) return;
+  const probe = createHttpServer();
+  await listenOrExplain(probe, host, port, flag);
+  await new Promise<void>((r) => probe.close(() => r()));
 }
