@@ -31,6 +31,9 @@ const MIN_SQLITE = [3, 51, 3] as const;
 
 type Conn = Database.Database;
 
+/** How long opening a read transaction may wait on SQLITE_BUSY (wal-index recovery by another process). */
+const READ_BUSY_TIMEOUT_MS = 5000;
+
 export class LiveDatabase {
   readonly dbFd: number;
   private shmFd = -1;
@@ -70,7 +73,9 @@ export class LiveDatabase {
   connect(): void {
     const path = this.path;
     const open = () => {
-      const c = new Database(path, { fileMustExist: true, timeout: 0 });
+      // A read can meet SQLITE_BUSY for a moment (another connection recovering the wal-index after a crash,
+      // or racing a WAL restart): wait it out rather than fail.
+      const c = new Database(path, { fileMustExist: true, timeout: READ_BUSY_TIMEOUT_MS });
       c.pragma('wal_autocheckpoint = 0'); // this connection never writes; never checkpoint on close either
       return c;
     };
@@ -105,7 +110,7 @@ export class LiveDatabase {
         { cause: e },
       );
     } finally {
-      c.pragma('busy_timeout = 0');
+      c.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
     }
     if (now !== 'wal')
       throw new RedoshipError(
@@ -159,7 +164,7 @@ export class LiveDatabase {
       if ((e as { code?: string }).code?.startsWith('SQLITE_BUSY')) return false;
       throw e;
     } finally {
-      c.pragma('busy_timeout = 0');
+      c.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
     }
   }
 

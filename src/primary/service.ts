@@ -136,6 +136,9 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
     writer?.close({ seal: false });
     live.release();
     dbLock.release();
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('SQLITE_BUSY'))
+      throw new RedoshipError('DATABASE_BUSY', `${dbPath} stayed locked while redoship was starting (${code})`, 'an application holds an exclusive lock (locking_mode=EXCLUSIVE, or a long RESTART/TRUNCATE checkpoint); try again', { cause: e });
     throw e;
   }
 }

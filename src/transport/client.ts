@@ -2,7 +2,8 @@
  * The standby's side of the redo protocol: connects, proves the secret, checks the server's proof, says what
  * it holds, and hands every redo message to the receiver, which must make it durable before returning (the
  * ack says so). Reconnects after network failures with exponential backoff and jitter; stops for good on
- * refusals that retrying cannot cure (wrong secret, wrong database, version, diverged history).
+ * refusals that retrying cannot cure (wrong secret, wrong database, version, diverged history, a server
+ * certificate it cannot trust).
  *
  * Redo messages are handled synchronously in the 'message' handler, one at a time: while the receiver
  * writes and syncs, this socket is not read, so TCP carries the backpressure to the primary.
@@ -61,6 +62,19 @@ export interface RedoClientOptions {
 }
 
 const FATAL = new Set(['AUTH', 'VERSION', 'WRONG_DATABASE', 'DIVERGED', 'STANDBY_AHEAD', 'NEED_BASE', 'FENCED', 'PROTOCOL']);
+/** TLS errors (Node's codes) that say the server's certificate is not trusted for this URL. */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+  'INVALID_CA',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
 
 export class RedoClient {
   private ws: WebSocket | null = null;
@@ -175,12 +189,24 @@ export class RedoClient {
         } else throw e;
       }
     });
+    let untrusted: RedoshipError | null = null;
     ws.on('error', (e) => {
       this.lastError = `${this.opts.url}: ${e.message}`;
+      // The standby refuses a primary whose certificate it cannot trust, as it refuses one that does not prove
+      // the secret: a configuration matter that retrying cannot cure.
+      if (UNTRUSTED_CERTIFICATE.has((e as NodeJS.ErrnoException).code ?? ''))
+        untrusted = new RedoshipError(
+          'PEER_REFUSED',
+          `the certificate of ${this.opts.url} is not trusted: ${e.message}`,
+          (e as NodeJS.ErrnoException).code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+            ? 'connect with a host name the certificate names (--from), or give the primary a certificate for this name'
+            : "give --tls-ca the CA certificate that signed the primary's certificate (for a self-signed certificate: the certificate itself)",
+        );
     });
     ws.on('close', () => {
       this.connected = false;
       if (this.ws === ws) this.ws = null;
+      if (untrusted) return this.fatal(untrusted);
       this.scheduleReconnect();
     });
   }

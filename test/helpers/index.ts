@@ -33,12 +33,16 @@ export interface Proc {
   waitFor(re: RegExp, timeoutMs?: number): Promise<void>;
 }
 
+/** Processes started by start() in this test file; test/setup.ts kills any still running after its tests. */
+export const startedProcesses: ChildProcess[] = [];
+
 export function start(args: string[], opts: { cwd?: string; script?: string; env?: Record<string, string> } = {}): Proc {
   const child = spawn(process.execPath, [opts.script ?? BIN, ...args], {
     cwd: opts.cwd ?? ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
   });
+  startedProcesses.push(child);
   const p: Proc = {
     child,
     stdout: '',
