@@ -5,7 +5,7 @@
  * (it catches up from the primary's archive). Each ends equal to the primary page for page.
  */
 import Database from 'better-sqlite3';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -16,6 +16,7 @@ import {
   makeDb,
   run,
   sleep,
+  start,
   startPrimary,
   startStandbyProc,
   startWorkload,
@@ -185,5 +186,38 @@ describe('standby crash paths', () => {
     expect(await stopGracefully(sp)).toBe(0);
     expect(await stopGracefully(primary)).toBe(0);
     equalToPrimary(e.db, s.db);
+  });
+});
+
+describe('an archive that no longer reaches back', () => {
+  test('a standby that needs LSNs the primary no longer holds is told to be seeded again, clearly', async () => {
+    const e = await setup();
+    const flags = [...e.listen, '--segment-size', '64KB']; // many sealed segments, so that some can go
+    let primary = await startPrimary(e.db, e.arch, flags);
+    const s = { db: join(e.dir, 'dr.db'), archive: join(e.dir, 'dr-arch') };
+    const sp = await startStandbyProc({ ...s, from: e.from, token: e.token });
+    await startWorkload(e.db, { seed: 1, count: 50 }).result();
+    await waitForStatus(s.archive, (x) => x.appliedLsn === '51');
+    expect(await stopGracefully(sp)).toBe(0);
+    // The primary goes on alone; then, while it is down, most of the database changes and the application
+    // closes (the WAL is checkpointed away): the restart archives a new base.
+    await startWorkload(e.db, { seed: 2, count: 50 }).result();
+    await waitForStatus(e.arch, (x) => x.lastLsn === '101');
+    await kill9(primary);
+    const app = new Database(e.db);
+    app.exec("UPDATE t SET v = randomblob(200); UPDATE ledger SET amount = amount;");
+    app.close();
+    primary = await startPrimary(e.db, e.arch, flags);
+    const list = JSON.parse((await run(['archive', 'list', '--archive', e.arch, '--json'])).stdout);
+    const lastBase = list.segments.flatMap((x: { bases: string[] }) => x.bases).pop();
+    expect(BigInt(lastBase)).toBeGreaterThan(51n);
+    // Retention (by hand here) removes every segment before that base.
+    for (const seg of list.segments) if (BigInt(seg.lastLsn) < BigInt(lastBase)) rmSync(join(e.arch, 'segments', seg.name));
+    const late = start(['standby', '--db', s.db, '--archive', s.archive, '--from', e.from, '--token-file', e.token]);
+    const { code } = await Promise.race([late.exited, sleep(15_000).then(() => ({ code: -1 }))]);
+    expect(code, `${late.stderr}\n${primary.stderr}`).toBe(41);
+    expect(late.stderr).toMatch(/NEED_BASE: the primary's archive starts at LSN \d+; the standby needs 52/);
+    expect(late.stderr).toMatch(/hint: seed the standby again/);
+    expect(await stopGracefully(primary)).toBe(0);
   });
 });
