@@ -12,8 +12,11 @@ export function readSecret(path: string | undefined, needed: string): Buffer {
     throw new RedoshipError('USAGE', `cannot read the token file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'check the --token-file path', { cause: e });
   }
   const trimmed = Buffer.from(s.toString('utf8').trim(), 'utf8');
+  if (trimmed.length === 0)
+    throw new RedoshipError('USAGE', `the token file ${path} holds 0 bytes: there is no secret in it`, 'create one with: head -c 32 /dev/urandom | base64 > secret');
   if (trimmed.length < 16)
-    throw new RedoshipError('USAGE', `the token file ${path} holds ${trimmed.length} bytes; a secret needs at least 16`, 'create one with: head -c 32 /dev/urandom | base64 > secret');
+    // Short secrets work (both sides just need the same one), but they can be guessed: say so, loudly.
+    process.stderr.write(`redoship: warning: the secret in ${path} is only ${trimmed.length} bytes; anyone who guesses it can read your redo. Use 16 or more random bytes: head -c 32 /dev/urandom | base64 > ${path}\n`);
   return trimmed;
 }
 

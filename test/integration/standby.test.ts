@@ -6,7 +6,7 @@
  * younger than the delay (within TOLERANCE_MS) and always shows every one older; both standbys end equal to
  * the primary page for page and by row hash; each standby archive restores to the same database alone.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { Archive, lsn } from '../../src/redo/index.js';
@@ -195,5 +195,25 @@ describe('cascade, archive-only DR, metrics', () => {
     const r = await run(['restore', '--archive', c.archive, '--to', out]);
     expect(r.code, r.stderr).toBe(0);
     expect(compareWithPrimary(db, out).differing).toEqual([]);
+  });
+});
+
+describe('a short secret', () => {
+  test('works on both sides with a loud warning (both sides only need the same secret)', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    makeDb(db);
+    const token = join(dir, 'secret');
+    writeFileSync(token, 'hunter2\n');
+    const port = await freePort();
+    const primary = await startPrimary(db, join(dir, 'arch'), ['--listen', `127.0.0.1:${port}`, '--token-file', token]);
+    expect(primary.stderr).toMatch(/warning: the secret in .* is only 7 bytes/);
+    const s = { archive: join(dir, 'dr-arch') };
+    const sp = await startStandbyProc({ ...s, from: `ws://127.0.0.1:${port}`, token });
+    expect(sp.stderr).toMatch(/warning: the secret in .* is only 7 bytes/);
+    await startWorkload(db, { seed: 1, count: 20 }).result();
+    await waitForStatus(s.archive, (x) => x.receivedLsn === '21');
+    expect(await stopGracefully(sp)).toBe(0);
+    expect(await stopGracefully(primary)).toBe(0);
   });
 });
