@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   ARCHIVE_EMPTY: 24, // no base to restore from
   TARGET_EXISTS: 30, // a restore target already exists
   TARGET_UNREACHABLE: 31, // the requested LSN or time is not in the archive
+  NOT_FOUND: 32, // an object the repository should hold is missing
   IO: 40, // the file system refused (full disk, permissions)
   PEER_REFUSED: 41, // the other side of a redo connection refused us, or failed to prove the secret
   PEER_UNREACHABLE: 42,

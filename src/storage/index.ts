@@ -1,0 +1,2 @@
+export type { Storage, StorageObject } from './storage.js';
+export { LocalStorage } from './local.js';
