@@ -1,0 +1,102 @@
+/*
+ * BACKUP PIECE FORMAT, version 1. A piece holds page images of one backup set, in ascending pgno order.
+ * Integers big-endian.
+ *
+ * Header, 16 bytes:   0 magic 'RDPC'   4 version (1)   8 compression (0 none, 1 gzip, 2 zstd)   12 zero
+ * Then chunks, back to back:
+ *    0  4  stored length N (bytes that follow the 12-byte chunk header)
+ *    4  4  CRC-32 of those N bytes
+ *    8  4  page count C (1..MAX_CHUNK_PAGES)
+ *   12  N  compressed (or not) bytes of: C page numbers (u32 each), then C page images
+ *
+ * Invariants: (1) page numbers ascend within a chunk and across chunks; (2) a chunk is valid iff its length is
+ * bounded, its CRC matches and it decompresses to exactly 4*C + C*pageSize bytes; (3) the piece ends exactly
+ * after its last chunk (a truncated piece is damage, detected by the reader and by the manifest's piece
+ * checksum). Encryption, when it comes, wraps whole chunks (AES-256-GCM), above this format.
+ */
+import { crc32, gunzipSync, gzipSync } from 'node:zlib';
+import { RedoshipError } from '../error/index.js';
+
+export const PIECE_MAGIC = 0x52445043; // 'RDPC'
+export const PIECE_VERSION = 1;
+export const PIECE_HEADER_BYTES = 16;
+export const CHUNK_HEADER_BYTES = 12;
+/** Pages per chunk: 256 pages of 4 KiB is 1 MiB, large enough for compression to work well. */
+export const MAX_CHUNK_PAGES = 256;
+
+export type Compression = 'none' | 'gzip';
+const COMPRESSION_CODE: Record<Compression, number> = { none: 0, gzip: 1 };
+const CODE_COMPRESSION: Record<number, Compression> = { 0: 'none', 1: 'gzip' };
+
+export interface CompressionSpec {
+  readonly algorithm: Compression;
+  /** Algorithm level (gzip 1..9). */
+  readonly level: number;
+}
+
+export function pieceHeader(c: CompressionSpec): Buffer {
+  const b = Buffer.alloc(PIECE_HEADER_BYTES);
+  b.writeUInt32BE(PIECE_MAGIC, 0);
+  b.writeUInt32BE(PIECE_VERSION, 4);
+  b.writeUInt32BE(COMPRESSION_CODE[c.algorithm], 8);
+  return b;
+}
+
+/** One chunk: the pages (ascending, each pageSize bytes) framed and compressed. */
+export function encodeChunk(pages: ReadonlyArray<readonly [number, Uint8Array]>, pageSize: number, c: CompressionSpec): Buffer {
+  const raw = Buffer.allocUnsafe(pages.length * (4 + pageSize));
+  pages.forEach(([pgno, page], i) => {
+    raw.writeUInt32BE(pgno, i * 4);
+    raw.set(page, pages.length * 4 + i * pageSize);
+  });
+  const stored = c.algorithm === 'gzip' ? gzipSync(raw, { level: c.level }) : raw;
+  const head = Buffer.alloc(CHUNK_HEADER_BYTES);
+  head.writeUInt32BE(stored.length, 0);
+  head.writeUInt32BE(crc32(stored), 4);
+  head.writeUInt32BE(pages.length, 8);
+  return Buffer.concat([head, stored]);
+}
+
+export function pieceCorrupt(name: string, offset: number, why: string): RedoshipError {
+  return new RedoshipError(
+    'ARCHIVE_CORRUPT',
+    `backup piece ${name} is damaged at byte ${offset}: ${why}`,
+    'run `redoship validate` to see all damage; restore from another copy (--copy destination) or an older backup set',
+  );
+}
+
+/** Decodes a whole piece into its pages, checking everything. Throws ARCHIVE_CORRUPT naming the piece. */
+export function decodePiece(name: string, buf: Buffer, pageSize: number): Array<readonly [number, Buffer]> {
+  if (buf.length < PIECE_HEADER_BYTES || buf.readUInt32BE(0) !== PIECE_MAGIC) throw pieceCorrupt(name, 0, 'not a redoship backup piece');
+  if (buf.readUInt32BE(4) !== PIECE_VERSION) throw pieceCorrupt(name, 4, `piece format version ${buf.readUInt32BE(4)}`);
+  const algorithm = CODE_COMPRESSION[buf.readUInt32BE(8)];
+  if (!algorithm) throw pieceCorrupt(name, 8, `unknown compression ${buf.readUInt32BE(8)}`);
+  const out: Array<readonly [number, Buffer]> = [];
+  let off = PIECE_HEADER_BYTES;
+  let lastPgno = 0;
+  while (off < buf.length) {
+    if (off + CHUNK_HEADER_BYTES > buf.length) throw pieceCorrupt(name, off, 'the piece ends inside a chunk header');
+    const len = buf.readUInt32BE(off);
+    const count = buf.readUInt32BE(off + 8);
+    const maxStored = MAX_CHUNK_PAGES * (4 + pageSize) + 65536;
+    if (len > maxStored || count === 0 || count > MAX_CHUNK_PAGES) throw pieceCorrupt(name, off, `chunk claims ${len} bytes, ${count} pages`);
+    if (off + CHUNK_HEADER_BYTES + len > buf.length) throw pieceCorrupt(name, off, 'the piece ends inside a chunk (truncated)');
+    const stored = buf.subarray(off + CHUNK_HEADER_BYTES, off + CHUNK_HEADER_BYTES + len);
+    if (crc32(stored) !== buf.readUInt32BE(off + 4)) throw pieceCorrupt(name, off, 'chunk checksum mismatch');
+    let raw: Buffer;
+    try {
+      raw = algorithm === 'gzip' ? gunzipSync(stored, { maxOutputLength: count * (4 + pageSize) }) : stored;
+    } catch (e) {
+      throw pieceCorrupt(name, off, `chunk does not decompress (${(e as Error).message})`);
+    }
+    if (raw.length !== count * (4 + pageSize)) throw pieceCorrupt(name, off, `chunk holds ${raw.length} bytes for ${count} pages`);
+    for (let i = 0; i < count; i++) {
+      const pgno = raw.readUInt32BE(i * 4);
+      if (pgno <= lastPgno) throw pieceCorrupt(name, off, 'page numbers do not ascend');
+      lastPgno = pgno;
+      out.push([pgno, raw.subarray(count * 4 + i * pageSize, count * 4 + (i + 1) * pageSize)]);
+    }
+    off += CHUNK_HEADER_BYTES + len;
+  }
+  return out;
+}
