@@ -1,4 +1,11 @@
-// Restore from an archive alone is part of the redo module (standbys seed with it too); backup sets, catalog
-// and restore planning over them come here.
+// Restore from an archive alone is part of the redo module (standbys seed with it too); backup sets, the
+// repository and restore planning over them are here.
 export { restoreFromArchive } from '../redo/index.js';
 export type { RestoreOptions, RestoreResult } from '../redo/index.js';
+export { Repo } from './repo.js';
+export type { BackupManifest, PieceInfo, RepoIdentity } from './repo.js';
+export { takeBackupSet } from './take.js';
+export type { BackupSource, TakeOptions } from './take.js';
+export { restoreFromRepo, planChain } from './restore.js';
+export type { RepoRestoreOptions, RepoRestoreResult, RestorePlan, PlanStep } from './restore.js';
+export type { Compression, CompressionSpec } from './piece.js';

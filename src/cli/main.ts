@@ -11,6 +11,7 @@ import { restoreCommand } from './restore-cmd.js';
 import { statusCommand } from './status-cmd.js';
 import { demoCommand } from './demo-cmd.js';
 import { standbyCommand } from './standby-cmd.js';
+import { backupCommand, listCommand } from './backup-cmd.js';
 
 function example(text: string): string {
   return `\nExample:\n  ${text.trim().split('\n').join('\n  ')}\n`;
@@ -105,14 +106,41 @@ export function buildProgram(): Command {
 
   program
     .command('restore')
-    .description('build a database from the archive: base + redo up to the end, an LSN or a time')
-    .requiredOption('--archive <dir>', 'the archive directory')
+    .description('build a database from backup sets and/or archived redo, up to the end, an LSN or a time')
+    .option('--archive <dir>', 'an archive: its base + redo, or the redo after the last backup set')
+    .option('--repo <dir>', 'a backup repository: level 0 + level 1 sets, then redo from --archive')
     .requiredOption('--to <path>', 'the database file to create (must not exist)')
     .option('--until-lsn <n>', 'stop after this LSN')
     .option('--until-time <iso>', 'stop after the last transaction committed at or before this time')
+    .option('--preview', 'with --repo: print the plan, read no data')
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', example('npx redoship restore --archive ./arch --to out.db --until-time 2026-11-22T10:15:00Z'))
+    .addHelpText(
+      'after',
+      example('npx redoship restore --archive ./arch --to out.db --until-time 2026-11-22T10:15:00Z\nnpx redoship restore --repo ./backups --archive ./arch --to out.db --preview'),
+    )
     .action(restoreCommand);
+
+  program
+    .command('backup')
+    .description('take a backup set (level 0: every page; level 1: pages changed since its parent) at one LSN, while the application writes')
+    .option('--db <path>', 'the live database')
+    .option('--archive <dir>', 'its archive (the change tracking for level 1, and where a running primary takes requests)')
+    .option('--repo <dir>', 'the backup repository (created on first use)')
+    .option('--level <0|1>', 'backup level', '0')
+    .option('--cumulative', 'level 1 since the last level 0 (default: since the last level 0 or 1)')
+    .option('--compress <alg[:level]>', 'gzip[:1-9] or none', 'gzip:1')
+    .option('--max-piece-size <size>', 'start a new piece past this size', '256MB')
+    .option('--json', 'print the manifest as JSON')
+    .addHelpText('after', example('npx redoship backup --db app.db --archive ./arch --repo ./backups --level 0\nnpx redoship backup --db app.db --archive ./arch --repo ./backups --level 1 --cumulative'))
+    .action(backupCommand);
+
+  program
+    .command('list')
+    .description('list the backup sets of a repository: levels, parents, LSN ranges, sizes')
+    .requiredOption('--repo <dir>', 'the backup repository')
+    .option('--json', 'print JSON')
+    .addHelpText('after', example('npx redoship list --repo ./backups --json'))
+    .action(listCommand);
 
   program
     .command('status')

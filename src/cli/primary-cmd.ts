@@ -4,6 +4,7 @@ import { startPrimary, type CaptureEvent } from '../primary/index.js';
 import { reportError } from './main.js';
 import { hostPort, readSecret, readTlsFile } from './net-flags.js';
 import { catchSignals } from './signals.js';
+import { serveBackupRequests } from './backup-cmd.js';
 import { parseCount, parseDuration, parseSize } from './units.js';
 
 function missing(flag: string): never {
@@ -95,7 +96,9 @@ export async function primaryCommand(flags: PrimaryFlags): Promise<void> {
         (st.listen ? `; serving redo on ${f.tlsCert ? 'wss' : 'ws'}://${st.listen}` : '') +
         (handle.metricsPort !== null ? `; metrics on port ${handle.metricsPort}` : ''),
     );
+  const stopRequests = serveBackupRequests(handle);
   const why = await Promise.race([signals.next, handle.failed.then((e) => e)]);
+  stopRequests();
   if (typeof why !== 'string') {
     process.exitCode = reportError(why);
     return;

@@ -115,6 +115,14 @@ export class Capturer {
     return this.archive.lastLsn;
   }
 
+  /** True when capture stands exactly at this WAL position (everything up to it archived). */
+  isAt(p: CapturePosition): boolean {
+    if (this.pos.salt1 === p.salt1 && this.pos.salt2 === p.salt2) return this.pos.frame === p.frame;
+    // A new generation with no frame yet: the database file holds everything, which is everything captured
+    // of the generation before (a restart needs all of it backfilled, and our read lock let nothing by).
+    return p.frame === 0 && this.pos.frame >= this.lastSeenMx;
+  }
+
   /** Takes the first base, or proves continuity with the archive, or resyncs. */
   start(): void {
     const tail = this.archive.tail;

@@ -40,6 +40,11 @@ export class LiveDatabase {
   private walFd = -1;
   readonly pageSize: number;
   private conns!: [Conn, Conn];
+  /**
+   * A third connection, for backups: its read transaction pins a backup's snapshot while capture moves its
+   * own read transaction on (hand over hand would otherwise let backfill overwrite pages the backup reads).
+   */
+  private pinConn: Conn | null = null;
   /** Index of the connection holding the current read transaction, or -1 before start(). */
   private reader = -1;
   private writeLocked: Conn | null = null;
@@ -267,7 +272,7 @@ export class LiveDatabase {
     } catch {
       /* stopping anyway */
     }
-    for (const c of this.conns) {
+    for (const c of [...this.conns, ...(this.pinConn ? [this.pinConn] : [])]) {
       try {
         if (c.inTransaction) c.prepare('ROLLBACK').run();
       } catch {
@@ -275,6 +280,22 @@ export class LiveDatabase {
       }
     }
     this.reader = -1;
+  }
+
+  /** With the write lock held: opens the backup pin's read transaction (its snapshot is the current state). */
+  pinUnderWriteLock(): void {
+    if (!this.writeLocked) throw new Error('assert: pin without the write lock');
+    if (!this.pinConn) {
+      this.pinConn = new Database(this.path, { fileMustExist: true, timeout: READ_BUSY_TIMEOUT_MS });
+      this.pinConn.pragma('wal_autocheckpoint = 0');
+    }
+    if (this.pinConn.inTransaction) throw new Error('assert: a backup snapshot is already pinned');
+    this.beginRead(this.pinConn);
+  }
+
+  /** Ends the backup pin's read transaction (the connection stays open: see release()). */
+  unpin(): void {
+    if (this.pinConn?.inTransaction) this.pinConn.prepare('COMMIT').run();
   }
 
   /** With the write lock held: ends the read transaction and opens a new one on the same connection. */

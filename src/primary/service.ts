@@ -16,6 +16,8 @@ import { startMetricsServer, type Metric } from '../log/index.js';
 import { RedoServer, archiveSource, checkListenable, type StandbyInfo, type TlsServerOptions } from '../transport/index.js';
 import { Capturer, DEFAULT_CAPTURE_OPTIONS, captureError, type CaptureEvent, type CaptureOptions, type CaptureStats } from './capture.js';
 import { LiveDatabase } from './live-db.js';
+import { takeSnapshot } from './snapshot.js';
+import type { Lsn } from '../redo/index.js';
 
 export interface PrimaryOptions extends Partial<CaptureOptions> {
   /** The live database. */
@@ -72,6 +74,23 @@ export interface PrimaryHandle {
    */
   waitForStandbys(n: number, timeoutMs?: number): Promise<bigint>;
   readonly metricsPort: number | null;
+  /**
+   * A consistent snapshot for a backup: every page of the database at an LSN that is durable in the archive,
+   * pinned on its own connection (capture goes on meanwhile). Call release() when done.
+   */
+  backupSnapshot(): BackupSnapshot;
+}
+
+export interface BackupSnapshot {
+  readonly lsn: Lsn;
+  readonly commitTimeUs: bigint;
+  readonly sizePages: number;
+  readonly pageSize: number;
+  /** Pages 1..sizePages; a buffer may be reused after the next page is asked for: copy what you keep. */
+  pages(): Generator<readonly [number, Uint8Array]>;
+  /** The image of some pages (ascending), from the same snapshot. */
+  pagesAt(pgnos: readonly number[]): Generator<readonly [number, Uint8Array]>;
+  release(): void;
 }
 
 export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
@@ -237,6 +256,32 @@ async function run(
     failed,
     server,
     metricsPort: metrics?.port ?? null,
+    backupSnapshot(): BackupSnapshot {
+      if (stopped) throw new RedoshipError('USAGE', 'the primary is stopping', 'try again');
+      let lsn = capturer.lastLsn;
+      const snap = takeSnapshot(live, DEFAULT_CAPTURE_OPTIONS.snapshotLockTimeoutMs, {
+        pin: 'backup',
+        underLock: (pos) => {
+          // No commit can happen now: capture everything up to the snapshot, so its LSN is in the archive.
+          capturer.poll(false);
+          if (!capturer.isAt(pos))
+            throw new RedoshipError('DATABASE_BUSY', 'the WAL is being restarted right now', 'run the backup again');
+          lsn = capturer.lastLsn;
+        },
+      });
+      return {
+        lsn,
+        commitTimeUs: writer.tail?.commitTimeUs ?? 0n,
+        sizePages: snap.sizePages,
+        pageSize: live.pageSize,
+        pages: () => snap.pages(),
+        *pagesAt(pgnos) {
+          const want = new Set(pgnos);
+          for (const p of snap.pages()) if (want.has(p[0])) yield p;
+        },
+        release: () => live.unpin(),
+      };
+    },
     async waitForStandbys(n: number, timeoutMs = 10_000) {
       if (!server) throw new RedoshipError('USAGE', 'waitForStandbys needs a primary that serves redo', 'start the primary with listen and secret');
       capturer.poll();

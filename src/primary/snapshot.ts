@@ -37,7 +37,17 @@ export interface Snapshot {
 
 const PAGES_PER_READ = 256;
 
-export function takeSnapshot(live: LiveDatabase, lockTimeoutMs: number): Snapshot {
+export interface SnapshotOptions {
+  /**
+   * 'capture' renews capture's own read transaction (a base or resync, written before capture moves on);
+   * 'backup' pins the snapshot on a separate connection until unpin(), so capture can go on meanwhile.
+   */
+  readonly pin?: 'capture' | 'backup';
+  /** Runs while the write lock is held and the position is known (e.g. capture everything up to it). */
+  readonly underLock?: (position: CapturePosition) => void;
+}
+
+export function takeSnapshot(live: LiveDatabase, lockTimeoutMs: number, opts: SnapshotOptions = {}): Snapshot {
   if (!live.tryWriteLock(lockTimeoutMs))
     throw new RedoshipError(
       'DATABASE_BUSY',
@@ -48,7 +58,8 @@ export function takeSnapshot(live: LiveDatabase, lockTimeoutMs: number): Snapsho
   let sizePages: number;
   let position: CapturePosition;
   try {
-    live.refreshReadUnderWriteLock();
+    if (opts.pin === 'backup') live.pinUnderWriteLock();
+    else live.refreshReadUnderWriteLock();
     const idx = live.readWalIndex();
     if (!idx) throw new RedoshipError('WAL_CORRUPT', `the wal-index of ${live.path} is not consistent`, 'check that only SQLite writes the -shm file');
     const hdr = live.readWalHeader();
@@ -73,6 +84,10 @@ export function takeSnapshot(live: LiveDatabase, lockTimeoutMs: number): Snapsho
         ? { salt1: idx.salt1, salt2: idx.salt2, frame: 0, checksum: hdr.checksum }
         : { salt1: idx.salt1, salt2: idx.salt2, frame: 0, checksum: null };
     }
+    opts.underLock?.(position);
+  } catch (e) {
+    if (opts.pin === 'backup') live.unpin();
+    throw e;
   } finally {
     live.releaseWriteLock();
   }

@@ -1,0 +1,163 @@
+/**
+ * Restore from a backup repository (and an archive for the redo after the last set): plan the cheapest chain
+ * to the target (the latest level 0 at or before it, then the level 1 reaching furthest, repeatedly, then
+ * archived redo), then apply it to a temporary file, verify, sync, rename. Incrementals are preferred over
+ * redo: applying a set's pages once is cheaper than replaying every transaction they sum up.
+ */
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { dirname, resolve } from 'node:path';
+import { RedoshipError, ioError } from '../error/index.js';
+import { Archive, fsyncDir, type Lsn } from '../redo/index.js';
+import { pageHash } from '../sqlite/index.js';
+import { decodePiece, pieceCorrupt } from './piece.js';
+import { Repo, type BackupManifest } from './repo.js';
+
+export interface RepoRestoreOptions {
+  readonly repo: string;
+  /** Archive with the redo after the last backup set (optional when a set reaches the target). */
+  readonly archive?: string;
+  readonly to: string;
+  readonly untilLsn?: bigint;
+  readonly untilTime?: Date;
+  /** Plan only: read no data, write nothing. */
+  readonly preview?: boolean;
+  readonly onProgress?: (p: { step: string; pages: number }) => void;
+}
+
+export type PlanStep =
+  | { readonly kind: 'set'; readonly name: string; readonly level: 0 | 1; readonly endLsn: string; readonly pages: number; readonly bytes: number }
+  | { readonly kind: 'redo'; readonly fromLsn: string; readonly toLsn: string; readonly records: number };
+
+export interface RestorePlan {
+  readonly targetLsn: string;
+  readonly steps: readonly PlanStep[];
+}
+
+export interface RepoRestoreResult {
+  readonly plan: RestorePlan;
+  readonly path: string | null;
+  readonly pagesWritten: number;
+}
+
+/** Chooses the chain: level 0, then the level 1 reaching furthest (<= target) among its children, again and again. */
+export function planChain(sets: readonly BackupManifest[], target: bigint): BackupManifest[] {
+  const usable = sets.filter((s) => BigInt(s.endLsn) <= target);
+  const l0 = usable.filter((s) => s.level === 0).pop();
+  if (!l0) return [];
+  const chain = [l0];
+  for (;;) {
+    const cur = chain[chain.length - 1]!;
+    const next = usable
+      .filter((s) => s.level === 1 && s.parent === cur.name && BigInt(s.endLsn) > BigInt(cur.endLsn))
+      .concat(usable.filter((s) => s.level === 1 && s.cumulative && s.parent === l0.name && BigInt(s.endLsn) > BigInt(cur.endLsn)))
+      .sort((a, b) => (BigInt(b.endLsn) > BigInt(a.endLsn) ? 1 : -1))[0];
+    if (!next) return chain;
+    chain.push(next);
+  }
+}
+
+export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestoreResult> {
+  const repo = await Repo.open(o.repo);
+  const archive = o.archive ? Archive.open(o.archive) : null;
+  if (archive && archive.identity.databaseId !== repo.identity.databaseId)
+    throw new RedoshipError('WRONG_DATABASE', `the archive ${archive.dir} is of database ${archive.identity.databaseId}; the repository is of ${repo.identity.databaseId}`, 'give the archive of the same database');
+  const to = resolve(o.to);
+  if (!o.preview && (existsSync(to) || existsSync(`${to}-wal`) || existsSync(`${to}-journal`)))
+    throw new RedoshipError('TARGET_EXISTS', `${to} already exists`, 'restore to a new path, or remove that file first');
+  const sets = await repo.sets();
+  const tail = archive?.tail() ?? null;
+  const reach = [tail?.lsn ?? 0n, ...sets.map((s) => BigInt(s.endLsn))].reduce((a, b) => (a > b ? a : b), 0n);
+  let target = o.untilLsn ?? reach;
+  if (o.untilTime) {
+    const us = BigInt(o.untilTime.getTime()) * 1000n;
+    const byArchive = archive?.lsnAtTime(us) ?? null;
+    const bySets = sets.filter((s) => new Date(s.endCommitTime).getTime() * 1000 <= Number(us)).map((s) => BigInt(s.endLsn));
+    const t = [byArchive ?? 0n, ...bySets].reduce((a, b) => (a > b ? a : b), 0n);
+    if (t === 0n) throw new RedoshipError('TARGET_UNREACHABLE', `nothing in the repository or archive is at or before ${o.untilTime.toISOString()}`, 'run `redoship list --repo` to see what it holds');
+    if (t < target) target = t;
+  }
+  if (target > reach)
+    throw new RedoshipError('TARGET_UNREACHABLE', `LSN ${target} is past what the repository and archive reach (LSN ${reach})`, `restore to LSN ${reach} or earlier`);
+  const chain = planChain(sets, target);
+  if (chain.length === 0)
+    throw new RedoshipError('TARGET_UNREACHABLE', `the repository has no level 0 backup at or before LSN ${target}`, 'take one with `redoship backup --level 0`, or restore from the archive alone');
+  const chainEnd = BigInt(chain[chain.length - 1]!.endLsn);
+  const steps: PlanStep[] = chain.map((s) => ({ kind: 'set', name: s.name, level: s.level, endLsn: s.endLsn, pages: s.pages, bytes: s.pieces.reduce((n, p) => n + p.bytes, 0) }));
+  if (target > chainEnd) {
+    if (!archive)
+      throw new RedoshipError('TARGET_UNREACHABLE', `the repository alone reaches LSN ${chainEnd}; LSN ${target} needs archived redo`, 'add --archive with the redo after the last backup set');
+    steps.push({ kind: 'redo', fromLsn: String(chainEnd + 1n), toLsn: String(target), records: Number(target - chainEnd) });
+  }
+  const plan: RestorePlan = { targetLsn: String(target), steps };
+  if (o.preview) return { plan, path: null, pagesWritten: 0 };
+
+  const pageSize = repo.identity.pageSize;
+  const tmp = `${to}.redoship-restore-${process.pid}`;
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'wx+');
+  } catch (e) {
+    throw ioError('create', tmp, e);
+  }
+  let pagesWritten = 0;
+  let done = false;
+  try {
+    for (const set of chain) {
+      const hashes = await repo.storage.get(`sets/${set.name}/${set.pageHashes.name}`);
+      if (createHash('sha256').update(hashes).digest('hex') !== set.pageHashes.sha256) throw pieceCorrupt(`${set.name}/${set.pageHashes.name}`, 0, 'checksum mismatch');
+      let i = 0;
+      for (const p of set.pieces) {
+        const body = await repo.storage.get(`sets/${set.name}/${p.name}`);
+        if (body.length !== p.bytes || createHash('sha256').update(body).digest('hex') !== p.sha256)
+          throw pieceCorrupt(`${set.name}/${p.name}`, 0, body.length !== p.bytes ? `it is ${body.length} bytes, the manifest says ${p.bytes}` : 'checksum mismatch');
+        for (const [pgno, page] of decodePiece(`${set.name}/${p.name}`, body, pageSize)) {
+          if (!pageHash(pgno, page).equals(hashes.subarray(i * 16, i * 16 + 16)))
+            throw pieceCorrupt(`${set.name}/${p.name}`, 0, `page ${pgno} does not match its recorded hash`);
+          i++;
+          writeSync(fd, page, 0, pageSize, (pgno - 1) * pageSize);
+          pagesWritten++;
+        }
+        o.onProgress?.({ step: set.name, pages: pagesWritten });
+      }
+      if (i !== set.pages) throw pieceCorrupt(set.name, 0, `it holds ${i} pages, the manifest says ${set.pages}`);
+      ftruncateSync(fd, set.sizePages * pageSize);
+    }
+    if (target > chainEnd && archive) {
+      let size = chain[chain.length - 1]!.sizePages;
+      let expect = (chainEnd + 1n) as Lsn;
+      for (const rec of archive.records(expect, target as Lsn)) {
+        for (const [pgno, page] of rec.pages) {
+          writeSync(fd, page, 0, pageSize, (pgno - 1) * pageSize);
+          pagesWritten++;
+        }
+        if (rec.sizePages < size || rec.kind === 'base') ftruncateSync(fd, rec.sizePages * pageSize);
+        size = rec.sizePages;
+        expect = (rec.lsn + 1n) as Lsn;
+      }
+      if (expect <= target)
+        throw new RedoshipError('ARCHIVE_GAP', `the archive ends at LSN ${expect - 1n}, before the target ${target}`, `restore with --until-lsn ${expect - 1n}`);
+      ftruncateSync(fd, size * pageSize);
+    }
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, to);
+    fsyncDir(dirname(to));
+    done = true;
+  } catch (e) {
+    if (!done) {
+      try {
+        closeSync(fd);
+      } catch {
+        /* closed */
+      }
+      try {
+        unlinkSync(tmp);
+      } catch {
+        /* gone */
+      }
+    }
+    throw e instanceof RedoshipError ? e : ioError('write the restored database', tmp, e);
+  }
+  return { plan, path: to, pagesWritten };
+}

@@ -1,0 +1,164 @@
+/**
+ * `backup`, `list --repo`, and the request channel between `backup` and a running primary.
+ *
+ * A backup is taken by the process that captures the database (DESIGN.md Capture 3 and 7: one process owns
+ * the database's file descriptors, and only it knows which LSN a snapshot is at). When a primary runs on
+ * the database, `backup` asks it through a request file in its archive directory and waits for the answer:
+ *
+ *   <archive>/requests/<id>.backup.json    { repo, level, cumulative, compression, level, maxPieceBytes }
+ *   <archive>/requests/<id>.result.json    { ok: true, manifest } | { ok: false, code, message, hint }
+ *
+ * When none runs, `backup` starts one in its own process (capture catches up first), takes the backup, stops.
+ */
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Repo, takeBackupSet, type BackupManifest, type CompressionSpec } from '../backup/index.js';
+import { RedoshipError, isRedoshipError } from '../error/index.js';
+import { startPrimary, type PrimaryHandle } from '../primary/index.js';
+import { Archive, isProcessAlive } from '../redo/index.js';
+import { formatBytes, parseSize, toJson } from './units.js';
+import { log } from './primary-cmd.js';
+
+interface BackupRequest {
+  readonly repo: string;
+  readonly level: 0 | 1;
+  readonly cumulative: boolean;
+  readonly compression: CompressionSpec;
+  readonly maxPieceBytes: number;
+}
+
+type BackupResult = { ok: true; manifest: BackupManifest } | { ok: false; code: string; message: string; hint: string };
+
+export function parseCompression(s: string): CompressionSpec {
+  const [alg, lvl] = s.split(':');
+  if (alg === 'zstd')
+    throw new RedoshipError('USAGE', '--compress zstd is not available in this build', 'use --compress gzip[:1-9] (the default, gzip:1) or none');
+  if (alg !== 'gzip' && alg !== 'none') throw new RedoshipError('USAGE', `--compress ${s}: unknown`, 'use gzip[:1-9] or none');
+  const level = lvl === undefined ? 1 : Number(lvl);
+  if (alg === 'gzip' && !(Number.isInteger(level) && level >= 1 && level <= 9)) throw new RedoshipError('USAGE', `--compress ${s}: gzip levels are 1..9`, 'for example --compress gzip:6');
+  return { algorithm: alg, level: alg === 'none' ? 0 : level };
+}
+
+/** Runs one backup inside the process that captures. */
+export async function backupInPrimary(handle: PrimaryHandle, req: BackupRequest): Promise<BackupManifest> {
+  const repo = await Repo.openFor(req.repo, handle.archive.identity.databaseId, handle.archive.identity.pageSize);
+  const snap = handle.backupSnapshot();
+  try {
+    return await takeBackupSet(repo, handle.archive, snap, { level: req.level, cumulative: req.cumulative, compression: req.compression, maxPieceBytes: req.maxPieceBytes });
+  } finally {
+    snap.release();
+  }
+}
+
+/** In a running primary: serve backup requests found in <archive>/requests. Returns a stop function. */
+export function serveBackupRequests(handle: PrimaryHandle): () => void {
+  const dir = join(handle.archive.dir, 'requests');
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy || !existsSync(dir)) return;
+    const next = readdirSync(dir).find((n) => n.endsWith('.backup.json'));
+    if (!next) return;
+    busy = true;
+    const id = next.slice(0, -'.backup.json'.length);
+    let req: BackupRequest | null = null;
+    try {
+      req = JSON.parse(readFileSync(join(dir, next), 'utf8')) as BackupRequest;
+    } catch {
+      req = null;
+    }
+    unlinkSync(join(dir, next));
+    const answer = (r: BackupResult) => {
+      const p = join(dir, `${id}.result.json`);
+      writeFileSync(`${p}.tmp`, JSON.stringify(r));
+      renameSync(`${p}.tmp`, p);
+      busy = false;
+    };
+    if (!req) return answer({ ok: false, code: 'USAGE', message: 'unreadable backup request', hint: 'run redoship backup again' });
+    log(`backup requested: level ${req.level}${req.cumulative ? ' cumulative' : ''} into ${req.repo}`);
+    backupInPrimary(handle, req).then(
+      (manifest) => {
+        log(`backup ${manifest.name} done: ${manifest.pages} pages at LSN ${manifest.endLsn}`);
+        answer({ ok: true, manifest });
+      },
+      (e: unknown) => answer(isRedoshipError(e) ? { ok: false, code: e.code, message: e.message, hint: e.hint } : { ok: false, code: 'ASSERT', message: String((e as Error)?.stack ?? e), hint: 'a bug: please report it' }),
+    );
+  }, 200);
+  return () => clearInterval(timer);
+}
+
+export interface BackupFlags {
+  db?: string;
+  archive?: string;
+  repo?: string;
+  level: string;
+  cumulative?: boolean;
+  compress: string;
+  maxPieceSize: string;
+  json?: boolean;
+}
+
+export async function backupCommand(f: BackupFlags): Promise<void> {
+  if (!f.db || !f.archive || !f.repo)
+    throw new RedoshipError('USAGE', 'backup needs --db, --archive and --repo', 'example: redoship backup --db app.db --archive ./arch --repo ./backups');
+  if (f.level !== '0' && f.level !== '1') throw new RedoshipError('USAGE', `--level ${f.level}: use 0 or 1`, 'level 0 holds every page; level 1 the pages changed since its parent');
+  const req: BackupRequest = {
+    repo: resolve(f.repo),
+    level: f.level === '1' ? 1 : 0,
+    cumulative: !!f.cumulative,
+    compression: parseCompression(f.compress),
+    maxPieceBytes: parseSize(f.maxPieceSize, '--max-piece-size'),
+  };
+  const db = resolve(f.db);
+  const lock = `${db}-redoship.lock`;
+  const holder = existsSync(lock) ? parseInt(readFileSync(lock, 'utf8'), 10) : NaN;
+  let manifest: BackupManifest;
+  if (Number.isFinite(holder) && isProcessAlive(holder)) {
+    const archive = Archive.open(f.archive);
+    const dir = join(archive.dir, 'requests');
+    mkdirSync(dir, { recursive: true });
+    const id = `${Date.now()}-${randomBytes(4).toString('hex')}`;
+    writeFileSync(join(dir, `${id}.backup.json.tmp`), JSON.stringify(req));
+    renameSync(join(dir, `${id}.backup.json.tmp`), join(dir, `${id}.backup.json`));
+    const resultPath = join(dir, `${id}.result.json`);
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 100));
+      if (existsSync(resultPath)) break;
+      if (!isProcessAlive(holder)) throw new RedoshipError('PEER_UNREACHABLE', `the primary (pid ${holder}) stopped before answering the backup request`, 'run the backup again');
+    }
+    const r = JSON.parse(readFileSync(resultPath, 'utf8')) as BackupResult;
+    unlinkSync(resultPath);
+    if (!r.ok) throw new RedoshipError(r.code as never, r.message, r.hint);
+    manifest = r.manifest;
+  } else {
+    const handle = await startPrimary({ db, archive: f.archive });
+    try {
+      manifest = await backupInPrimary(handle, req);
+    } finally {
+      await handle.stop();
+    }
+  }
+  const bytes = manifest.pieces.reduce((n, p) => n + p.bytes, 0);
+  if (f.json) process.stdout.write(toJson(manifest) + '\n');
+  else
+    process.stdout.write(
+      `backup set ${manifest.name}: level ${manifest.level}${manifest.cumulative ? ' (cumulative)' : ''}${manifest.parent ? `, parent ${manifest.parent}` : ''}, consistent at LSN ${manifest.endLsn}, ${manifest.pages} of ${manifest.sizePages} pages, ${manifest.pieces.length} piece(s), ${formatBytes(bytes)} (${manifest.compression.algorithm})\n`,
+    );
+}
+
+export async function listCommand(f: { repo: string; json?: boolean }): Promise<void> {
+  const repo = await Repo.open(f.repo);
+  const sets = await repo.sets();
+  if (f.json) {
+    process.stdout.write(toJson({ repo: repo.location, identity: repo.identity, sets }) + '\n');
+    return;
+  }
+  const lines = [`repository ${repo.location}  database ${repo.identity.databaseId}  page size ${repo.identity.pageSize}`];
+  lines.push(`${'backup set'.padEnd(48)} ${'level'.padEnd(6)} ${'LSNs'.padEnd(16)} ${'pages'.padStart(9)} ${'size'.padStart(10)}  ${'commit time at end'.padEnd(24)}  parent`);
+  for (const s of sets)
+    lines.push(
+      `${s.name.padEnd(48)} ${(s.level === 0 ? '0' : s.cumulative ? '1 cum' : '1').padEnd(6)} ${`${s.startLsn}..${s.endLsn}`.padEnd(16)} ${String(s.pages).padStart(9)} ${formatBytes(s.pieces.reduce((n, p) => n + p.bytes, 0)).padStart(10)}  ${s.endCommitTime.padEnd(24)}  ${s.parent ?? '-'}`,
+    );
+  lines.push(`${sets.length} backup set(s)`);
+  process.stdout.write(lines.join('\n') + '\n');
+}

@@ -1,0 +1,155 @@
+/**
+ * Backup sets with writers running: level 0, differential and cumulative level 1s through a running primary,
+ * restores to the end and to every set's LSN (compared page for page with the archive's own restore at the
+ * same LSN, which the capture tests compare with the primary), the size of an incremental after ~1% of pages
+ * change, point-in-time to just before a DROP TABLE, a backup without a running primary, and bad input.
+ */
+import Database from 'better-sqlite3';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { compareWithPrimary, differingPages, integrityCheck, makeDb, run, sleep, startPrimary, startWorkload, stopGracefully, tempDir } from '../helpers/index.js';
+
+async function backup(db: string, arch: string, repo: string, extra: string[] = []) {
+  const r = await run(['backup', '--db', db, '--archive', arch, '--repo', repo, '--json', ...extra]);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as { name: string; level: number; endLsn: string; pages: number; sizePages: number; parent: string | null };
+}
+
+async function sameAsArchiveAt(dir: string, arch: string, repo: string, lsn: string, useArchive: boolean) {
+  const a = join(dir, `a-${lsn}-${useArchive}.db`);
+  const b = join(dir, `b-${lsn}-${useArchive}.db`);
+  expect((await run(['restore', '--archive', arch, '--to', a, '--until-lsn', lsn])).code).toBe(0);
+  const r = await run(['restore', '--repo', repo, ...(useArchive ? ['--archive', arch] : []), '--to', b, '--until-lsn', lsn]);
+  expect(r.code, r.stderr).toBe(0);
+  expect(differingPages(readFileSync(a), readFileSync(b), 4096), `LSN ${lsn}`).toEqual([]);
+  expect(integrityCheck(b)).toBe('ok');
+}
+
+describe('backup sets', () => {
+  test('level 0, differential and cumulative level 1 under writers; restores equal the primary', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const repo = join(dir, 'backups');
+    makeDb(db);
+    const primary = await startPrimary(db, arch);
+    const writer = startWorkload(db, { seed: 4, mix: 'stress', rate: 200, 'duration-ms': 9000 });
+    await sleep(800);
+    const l0 = await backup(db, arch, repo, ['--level', '0', '--max-piece-size', '1MB']);
+    await sleep(800);
+    const d1 = await backup(db, arch, repo, ['--level', '1']);
+    await sleep(800);
+    const d2 = await backup(db, arch, repo, ['--level', '1']);
+    await sleep(800);
+    const c1 = await backup(db, arch, repo, ['--level', '1', '--cumulative', '--compress', 'none']);
+    await writer.result();
+    expect(await stopGracefully(primary)).toBe(0);
+    expect(l0.level).toBe(0);
+    expect(l0.pages).toBe(l0.sizePages);
+    expect(d1.parent).toBe(l0.name);
+    expect(d2.parent).toBe(d1.name);
+    expect(c1.parent).toBe(l0.name);
+    expect(readdirSync(join(repo, 'sets', l0.name)).filter((n) => n.startsWith('piece-')).length).toBeGreaterThan(1);
+
+    const out = join(dir, 'end.db');
+    const r = await run(['restore', '--repo', repo, '--archive', arch, '--to', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const plan = JSON.parse(r.stdout).plan;
+    // The cumulative set reaches furthest; the writer went on after it, so archived redo ends the plan.
+    expect(plan.steps.map((s: { kind: string; name?: string }) => s.name ?? s.kind)).toEqual([l0.name, c1.name, 'redo']);
+    const cmp = compareWithPrimary(db, out);
+    expect(cmp.differing).toEqual([]);
+    expect(cmp.rowsEqual).toBe(true);
+    expect(cmp.integrity).toBe('ok');
+    for (const s of [l0, d1, d2, c1]) await sameAsArchiveAt(dir, arch, repo, s.endLsn, false); // the repository alone
+    const between = String((BigInt(d1.endLsn) + BigInt(d2.endLsn)) / 2n);
+    await sameAsArchiveAt(dir, arch, repo, between, true); // a set, then redo
+  });
+
+  test('an incremental after ~1% of pages change holds about that many pages', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const repo = join(dir, 'backups');
+    const app = new Database(db);
+    app.pragma('journal_mode = WAL');
+    app.exec('CREATE TABLE big (id INTEGER PRIMARY KEY, v BLOB NOT NULL)');
+    const ins = app.prepare('INSERT INTO big (v) VALUES (?)');
+    app.transaction(() => {
+      for (let i = 0; i < 8000; i++) ins.run(Buffer.alloc(3000, i & 0xff));
+    })();
+    app.close();
+    const l0 = await backup(db, arch, repo); // no primary running: the backup runs one in its own process
+    const w = new Database(db);
+    const upd = w.prepare('UPDATE big SET v = ? WHERE id = ?');
+    for (let i = 0; i < 80; i++) upd.run(Buffer.alloc(3000, 0xaa), 1 + i * 100); // 80 rows, one per page, spread out
+    w.close();
+    const l1 = await backup(db, arch, repo, ['--level', '1']);
+    expect(l0.pages).toBe(l0.sizePages);
+    expect(l1.pages).toBeGreaterThanOrEqual(80);
+    expect(l1.pages).toBeLessThanOrEqual(90); // the 80 leaves, plus page 1 and interior pages at most
+    const out = join(dir, 'r.db');
+    expect((await run(['restore', '--repo', repo, '--to', out])).code).toBe(0);
+    expect(compareWithPrimary(db, out).differing).toEqual([]);
+  });
+
+  test('point in time to the transaction just before a DROP TABLE', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const repo = join(dir, 'backups');
+    makeDb(db);
+    const primary = await startPrimary(db, arch);
+    await startWorkload(db, { seed: 1, count: 200 }).result();
+    await backup(db, arch, repo);
+    await startWorkload(db, { seed: 2, count: 100 }).result();
+    const app = new Database(db);
+    const rowsBefore = app.prepare('SELECT count(*) FROM t').pluck().get() as number;
+    app.exec('DROP TABLE t');
+    app.close();
+    await startWorkload(db, { seed: 3, count: 20 }).result().catch(() => undefined); // writes on (it recreates t)
+    await sleep(300);
+    expect(await stopGracefully(primary)).toBe(0);
+    // LSN 1 base, 1..200 +1, the backup, 100 more: the DROP is LSN 302; just before it is 301.
+    const out = join(dir, 'before-drop.db');
+    const r = await run(['restore', '--repo', repo, '--archive', arch, '--to', out, '--until-lsn', '301']);
+    expect(r.code, r.stderr).toBe(0);
+    const check = new Database(out, { readonly: true });
+    expect(check.prepare('SELECT count(*) FROM t').pluck().get()).toBe(rowsBefore);
+    check.close();
+    const drop = join(dir, 'at-drop.db');
+    expect((await run(['restore', '--repo', repo, '--archive', arch, '--to', drop, '--until-lsn', '302'])).code).toBe(0);
+    const c2 = new Database(drop, { readonly: true });
+    expect(c2.prepare("SELECT count(*) FROM sqlite_schema WHERE name = 't'").pluck().get()).toBe(0);
+    c2.close();
+  });
+
+  test('bad input: level 1 with no level 0, another database, a damaged piece, a bad --compress', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const repo = join(dir, 'backups');
+    makeDb(db);
+    await startWorkload(db, { seed: 1, count: 30 }).result();
+    let r = await run(['backup', '--db', db, '--archive', arch, '--repo', repo, '--level', '1']);
+    expect(r.code).toBe(31);
+    expect(r.stderr).toMatch(/no backup at or before LSN \d+ to base a level 1 on\n {2}hint: take a level 0 first/);
+    r = await run(['backup', '--db', db, '--archive', arch, '--repo', repo, '--compress', 'lz4']);
+    expect(r.code).toBe(2);
+    const l0 = await backup(db, arch, repo);
+    const other = join(dir, 'other.db');
+    makeDb(other);
+    r = await run(['backup', '--db', other, '--archive', join(dir, 'other-arch'), '--repo', repo]);
+    expect(r.code).toBe(20);
+    expect(r.stderr).toMatch(/holds backups of database [0-9a-f]{32}; this is [0-9a-f]{32}/);
+    const piece = join(repo, 'sets', l0.name, 'piece-00000');
+    const bytes = readFileSync(piece);
+    bytes[bytes.length >> 1] ^= 0x40;
+    writeFileSync(piece, bytes);
+    r = await run(['restore', '--repo', repo, '--to', join(dir, 'out.db')]);
+    expect(r.code).toBe(22);
+    expect(r.stderr).toMatch(new RegExp(`backup piece ${l0.name}/piece-00000 is damaged`));
+    expect(readdirSync(dir).filter((n) => n.startsWith('out.db'))).toEqual([]);
+  });
+});
