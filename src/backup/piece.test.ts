@@ -14,7 +14,7 @@ function piece(c: CompressionSpec, chunks: Array<Array<readonly [number, Buffer]
 }
 
 describe('backup pieces', () => {
-  for (const c of [{ algorithm: 'none', level: 0 }, { algorithm: 'gzip', level: 1 }, { algorithm: 'gzip', level: 9 }] as CompressionSpec[])
+  for (const c of [{ algorithm: 'none', level: 0 }, { algorithm: 'gzip', level: 1 }, { algorithm: 'gzip', level: 9 }, { algorithm: 'zstd', level: 1 }, { algorithm: 'zstd', level: 9 }] as CompressionSpec[])
     test(`round trip (${c.algorithm}:${c.level})`, () => {
       const a = pages(1, 256);
       const b = pages(300, 17);
@@ -23,13 +23,15 @@ describe('backup pieces', () => {
       out.forEach(([, img], i) => expect(img.equals([...a, ...b][i]![1])).toBe(true));
     });
 
-  test('gzip makes repetitive pages smaller', () => {
+  test('gzip and zstd make repetitive pages smaller', () => {
     const p = pages(1, 64);
-    expect(piece({ algorithm: 'gzip', level: 1 }, [p]).length).toBeLessThan(piece({ algorithm: 'none', level: 0 }, [p]).length * 0.6);
+    for (const algorithm of ['gzip', 'zstd'] as const)
+      expect(piece({ algorithm, level: 1 }, [p]).length).toBeLessThan(piece({ algorithm: 'none', level: 0 }, [p]).length * 0.6);
   });
 
   test('every truncation and every single flipped byte is refused as ARCHIVE_CORRUPT (seeded sample)', () => {
-    const good = piece({ algorithm: 'gzip', level: 1 }, [pages(1, 40), pages(50, 10)]);
+    for (const algorithm of ['gzip', 'zstd'] as const) {
+    const good = piece({ algorithm, level: 1 }, [pages(1, 40), pages(50, 10)]);
     let seed = 7;
     const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296);
     for (let i = 0; i < 400; i++) {
@@ -51,6 +53,7 @@ describe('backup pieces', () => {
         expect(e).toBeInstanceOf(RedoshipError);
         expect((e as RedoshipError).code).toBe('ARCHIVE_CORRUPT');
       }
+    }
     }
   });
 });

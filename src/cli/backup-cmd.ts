@@ -32,11 +32,11 @@ type BackupResult = { ok: true; manifest: BackupManifest } | { ok: false; code: 
 
 export function parseCompression(s: string): CompressionSpec {
   const [alg, lvl] = s.split(':');
-  if (alg === 'zstd')
-    throw new RedoshipError('USAGE', '--compress zstd is not available in this build', 'use --compress gzip[:1-9] (the default, gzip:1) or none');
-  if (alg !== 'gzip' && alg !== 'none') throw new RedoshipError('USAGE', `--compress ${s}: unknown`, 'use gzip[:1-9] or none');
+  if (alg !== 'zstd' && alg !== 'gzip' && alg !== 'none') throw new RedoshipError('USAGE', `--compress ${s}: unknown`, 'use zstd[:1-19], gzip[:1-9] or none');
   const level = lvl === undefined ? 1 : Number(lvl);
-  if (alg === 'gzip' && !(Number.isInteger(level) && level >= 1 && level <= 9)) throw new RedoshipError('USAGE', `--compress ${s}: gzip levels are 1..9`, 'for example --compress gzip:6');
+  const max = alg === 'zstd' ? 19 : 9;
+  if (alg !== 'none' && !(Number.isInteger(level) && level >= 1 && level <= max))
+    throw new RedoshipError('USAGE', `--compress ${s}: ${alg} levels are 1..${max}`, `for example --compress ${alg}:3`);
   return { algorithm: alg, level: alg === 'none' ? 0 : level };
 }
 

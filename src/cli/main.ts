@@ -128,7 +128,7 @@ export function buildProgram(): Command {
     .option('--repo <dir>', 'the backup repository (created on first use)')
     .option('--level <0|1>', 'backup level', '0')
     .option('--cumulative', 'level 1 since the last level 0 (default: since the last level 0 or 1)')
-    .option('--compress <alg[:level]>', 'gzip[:1-9] or none', 'gzip:1')
+    .option('--compress <alg[:level]>', 'zstd[:1-19], gzip[:1-9] or none', 'zstd:1')
     .option('--max-piece-size <size>', 'start a new piece past this size', '256MB')
     .option('--json', 'print the manifest as JSON')
     .addHelpText('after', example('npx redoship backup --db app.db --archive ./arch --repo ./backups --level 0\nnpx redoship backup --db app.db --archive ./arch --repo ./backups --level 1 --cumulative'))
