@@ -12,6 +12,7 @@ import { Archive, fsyncDir, type Lsn } from '../redo/index.js';
 import { pageHash } from '../sqlite/index.js';
 import { decodePiece, pieceCorrupt } from './piece.js';
 import { Repo, type BackupManifest } from './repo.js';
+import { readCatalog } from './catalog.js';
 
 export interface RepoRestoreOptions {
   readonly repo: string;
@@ -65,7 +66,9 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
   const to = resolve(o.to);
   if (!o.preview && (existsSync(to) || existsSync(`${to}-wal`) || existsSync(`${to}-journal`)))
     throw new RedoshipError('TARGET_EXISTS', `${to} already exists`, 'restore to a new path, or remove that file first');
-  const sets = await repo.sets();
+  // Sets crosscheck found incomplete (expired) are never planned with.
+  const expired = new Set(((await readCatalog(repo))?.sets ?? []).filter((s) => s.status === 'expired').map((s) => s.name));
+  const sets = (await repo.sets()).filter((s) => !expired.has(s.name));
   const tail = archive?.tail() ?? null;
   const reach = [tail?.lsn ?? 0n, ...sets.map((s) => BigInt(s.endLsn))].reduce((a, b) => (a > b ? a : b), 0n);
   let target = o.untilLsn ?? reach;

@@ -12,6 +12,7 @@ import type { Archive, Lsn } from '../redo/index.js';
 import { pageHash } from '../sqlite/index.js';
 import { MAX_CHUNK_PAGES, encodeChunk, pieceHeader, type CompressionSpec } from './piece.js';
 import type { BackupManifest, PieceInfo, Repo } from './repo.js';
+import { catalogAdd } from './catalog.js';
 
 export interface BackupSource {
   readonly lsn: Lsn;
@@ -127,5 +128,6 @@ export async function takeBackupSet(repo: Repo, archive: Archive, src: BackupSou
     pageHashes: { name: 'page-hashes', sha256: createHash('sha256').update(hashBody).digest('hex') },
   };
   await repo.storage.put(`${prefix}/manifest.json`, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
+  await catalogAdd(repo, manifest);
   return manifest;
 }

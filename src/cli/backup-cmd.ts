@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Repo, takeBackupSet, type BackupManifest, type CompressionSpec } from '../backup/index.js';
+import { Repo, crosscheck, rebuildCatalog, takeBackupSet, validateRepo, type BackupManifest, type CompressionSpec } from '../backup/index.js';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
 import { startPrimary, type PrimaryHandle } from '../primary/index.js';
 import { Archive, isProcessAlive } from '../redo/index.js';
@@ -161,4 +161,36 @@ export async function listCommand(f: { repo: string; json?: boolean }): Promise<
     );
   lines.push(`${sets.length} backup set(s)`);
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+export async function validateCommand(f: { repo: string; restoreTest?: boolean; json?: boolean }): Promise<void> {
+  const v = await validateRepo(f.repo, { restoreTest: !!f.restoreTest });
+  if (f.json) process.stdout.write(toJson(v) + '\n');
+  else {
+    const lines: string[] = [];
+    for (const s of v.sets) lines.push(`${s.ok ? 'ok     ' : 'DAMAGED'} ${s.name}: ${s.pages} pages, ${formatBytes(s.bytes)}${s.ok ? '' : `\n        ${s.problems.join('\n        ')}`}`);
+    if (v.restoreTest)
+      lines.push(
+        `restore test at LSN ${v.restoreTest.lsn}: integrity_check ${v.restoreTest.integrity}; ${v.restoreTest.pagesChecked} pages against their recorded hashes, ${v.restoreTest.mismatches.length} differ`,
+      );
+    lines.push(v.ok ? `ok: ${v.sets.length} backup set(s), every piece, chunk and page checked` : `DAMAGE found\n  hint: restore from another copy of the repository, or take a new level 0`);
+    process.stdout.write(lines.join('\n') + '\n');
+  }
+  if (!v.ok) process.exitCode = 22;
+}
+
+export async function crosscheckCommand(f: { repo: string; json?: boolean }): Promise<void> {
+  const c = await crosscheck(await Repo.open(f.repo));
+  const expired = c.sets.filter((s) => s.status === 'expired');
+  if (f.json) process.stdout.write(toJson(c) + '\n');
+  else {
+    for (const s of c.sets) process.stdout.write(`${s.status.padEnd(9)} ${s.name}${s.missing.length ? `  missing: ${s.missing.join(', ')}` : ''}\n`);
+    process.stdout.write(`${c.sets.length - expired.length} available, ${expired.length} expired${expired.length ? ' (restore no longer plans with them)' : ''}\n`);
+  }
+}
+
+export async function catalogRebuildCommand(f: { repo: string; json?: boolean }): Promise<void> {
+  const c = await rebuildCatalog(await Repo.open(f.repo));
+  if (f.json) process.stdout.write(toJson(c) + '\n');
+  else process.stdout.write(`catalog rebuilt from ${c.sets.length} manifest(s)\n`);
 }

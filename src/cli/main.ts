@@ -4,14 +4,14 @@
  * with its code; anything else is a bug and prints its stack (exit 1).
  */
 import { Command, CommanderError, Option } from 'commander';
-import { isRedoshipError } from '../error/index.js';
+import { RedoshipError, isRedoshipError } from '../error/index.js';
 import { archiveList, archiveVerify } from './archive-cmd.js';
 import { primaryCommand } from './primary-cmd.js';
 import { restoreCommand } from './restore-cmd.js';
 import { statusCommand } from './status-cmd.js';
 import { demoCommand } from './demo-cmd.js';
 import { standbyCommand } from './standby-cmd.js';
-import { backupCommand, listCommand } from './backup-cmd.js';
+import { backupCommand, catalogRebuildCommand, crosscheckCommand, listCommand, validateCommand } from './backup-cmd.js';
 
 function example(text: string): string {
   return `\nExample:\n  ${text.trim().split('\n').join('\n  ')}\n`;
@@ -133,6 +133,35 @@ export function buildProgram(): Command {
     .option('--json', 'print the manifest as JSON')
     .addHelpText('after', example('npx redoship backup --db app.db --archive ./arch --repo ./backups --level 0\nnpx redoship backup --db app.db --archive ./arch --repo ./backups --level 1 --cumulative'))
     .action(backupCommand);
+
+  program
+    .command('validate')
+    .description('read every piece of every backup set and check every checksum; --restore-test also restores and checks it')
+    .requiredOption('--repo <dir>', 'the backup repository')
+    .option('--restore-test', 'restore the newest chain to a temporary file: integrity_check and page hashes')
+    .option('--json', 'print JSON')
+    .addHelpText('after', example('npx redoship validate --repo ./backups --restore-test'))
+    .action(validateCommand);
+
+  program
+    .command('crosscheck')
+    .description('check that every catalogued backup set is still whole; mark missing ones expired')
+    .requiredOption('--repo <dir>', 'the backup repository')
+    .option('--json', 'print JSON')
+    .addHelpText('after', example('npx redoship crosscheck --repo ./backups'))
+    .action(crosscheckCommand);
+
+  program
+    .command('catalog')
+    .argument('<action>', 'rebuild')
+    .description('rebuild the catalog of a repository from its manifests alone')
+    .requiredOption('--repo <dir>', 'the backup repository')
+    .option('--json', 'print JSON')
+    .addHelpText('after', example('npx redoship catalog rebuild --repo ./backups'))
+    .action(async (action: string, f: { repo: string; json?: boolean }) => {
+      if (action !== 'rebuild') throw new RedoshipError('USAGE', `unknown catalog action "${action}"`, 'use: redoship catalog rebuild --repo DIR');
+      await catalogRebuildCommand(f);
+    });
 
   program
     .command('list')
