@@ -131,19 +131,36 @@ export class Capturer {
       this.stats.start = 'base';
       return;
     }
-    const proven = this.proveContinuity();
-    if (proven) {
-      this.pos = proven;
-      this.stats.start = 'continued';
-      this.emit({ type: 'info', message: `continuing the archive after LSN ${tail.lsn} at WAL frame ${proven.frame}` });
-      return;
+    // Proven and caught up under the write lock: no commit can happen meanwhile, and so no WAL restart
+    // either. Without it, a reader that landed on read slot 0 (everything backfilled) would not keep a
+    // writer from restarting the WAL over frames not captured yet.
+    const locked = this.live.tryWriteLock(this.opts.snapshotLockTimeoutMs);
+    try {
+      if (locked) this.live.refreshReadUnderWriteLock();
+      const proven = this.proveContinuity();
+      if (proven) {
+        this.pos = proven.position;
+        this.lastSeenMx = proven.mxFrame; // published when proven: a restart before it is captured is a break
+        this.stats.start = 'continued';
+        if (locked) this.poll(false);
+        this.emit({ type: 'info', message: `continuing the archive after LSN ${tail.lsn} at WAL frame ${proven.position.frame}` });
+        return;
+      }
+    } finally {
+      if (locked) this.live.releaseWriteLock();
     }
     this.resync('the WAL no longer holds the last archived commit (restarted, checkpointed away, or rewritten while redoship was not running)');
     this.stats.start = 'resync';
   }
 
   /** The WAL still holds the archive's last commit frame, with the same cumulative checksum? */
-  private proveContinuity(): CapturePosition | null {
+  private proveContinuity(): { position: CapturePosition; mxFrame: number } | null {
+    const p = this.proveAt();
+    const idx = this.live.readWalIndex();
+    return p && idx ? { position: p, mxFrame: idx.mxFrame } : null;
+  }
+
+  private proveAt(): CapturePosition | null {
     const w = this.archive.tail?.wal;
     if (!w) return null;
     const idx = this.live.readWalIndex();
@@ -224,19 +241,26 @@ export class Capturer {
    * Captures everything published so far. Returns the number of transactions archived. With advance=false
    * the read transaction is kept (the caller holds the write lock and renews it itself).
    */
-  poll(advance = true): number {
+  poll(advance = true, maxBatches = Infinity): number {
     let total = 0;
-    for (;;) {
+    for (let batches = 0; batches < maxBatches; batches++) {
       const idx = this.live.readWalIndex();
-      if (!idx) return total; // the -shm is being rewritten right now; the next wake-up reads it again
+      if (!idx) break; // the -shm is being rewritten right now; the next wake-up reads it again
       const n = this.captureFrom(idx);
-      if (n < 0) return total;
+      if (n <= 0) break;
       total += n;
-      if (n === 0) break;
-      if (advance) this.live.advanceRead();
       if (this.pos.frame >= idx.mxFrame) break;
     }
+    // Advanced once, after shipping: the new read transaction's mark is then >= what was published when
+    // this poll began, and a backlog is never left unprotected between batches.
+    if (advance && total > 0) this.live.advanceRead();
     return total;
+  }
+
+  /** Whether capture stands at the end of what SQLite has published (nothing left to capture now). */
+  caughtUp(): boolean {
+    const idx = this.live.readWalIndex();
+    return !!idx && idx.salt1 === this.pos.salt1 && idx.salt2 === this.pos.salt2 && idx.mxFrame === this.pos.frame;
   }
 
   /** One batch. Returns transactions archived, 0 when nothing new, -1 when the WAL is mid-restart. */
@@ -333,6 +357,7 @@ export class Capturer {
     }
     try {
       this.poll(false);
+      if (!this.caughtUp()) return false; // never backfill (and so let the WAL restart) past what is archived
       const r = this.live.checkpointUnderWriteLock();
       if (r.busy === 0 && r.log === r.checkpointed)
         this.backfilledAt = { generation: `${this.pos.salt1}:${this.pos.salt2}`, mxFrame: r.log };

@@ -208,9 +208,11 @@ async function run(
     scheduled = false;
     if (stopped || Date.now() < backoffUntil) return;
     try {
-      capturer.poll();
+      // A bounded amount per turn of the event loop: the redo server, acks and timers run in between.
+      capturer.poll(true, 4);
       capturer.maybeCheckpoint();
       writer.sealIfOld();
+      if (!capturer.caughtUp()) wake();
     } catch (e) {
       if (captureError(e)) {
         emit({ type: 'warning', message: `${e.message}; recording a break and resynchronising` });

@@ -382,6 +382,8 @@ export interface ArchiveWriterOptions {
   readonly segmentAgeMs: number;
   /** Incarnation of new segments. */
   readonly incarnation: number;
+  /** Called with the path of every segment once it is sealed (to copy it elsewhere: remote archiving). */
+  readonly onSealed?: (path: string) => void;
 }
 
 export class ArchiveWriter {
@@ -476,7 +478,16 @@ export class ArchiveWriter {
   private appended(last: RecordMeta, maySeal = true): void {
     this.lastLsn = last.lsn;
     this.tail = { lsn: last.lsn, kind: last.kind, commitTimeUs: last.commitTimeUs, sizePages: last.sizePages, wal: last.wal };
-    if (maySeal && this.seg && this.seg.bytes >= this.opts.segmentBytes) this.seal();
+    if (maySeal && this.seg && this.seg.bytes >= this.opts.segmentBytes) {
+      // The records are durable whatever happens now: a failed seal must not look like a failed append
+      // (the caller would write them again under new LSNs). sealIfOld retries it.
+      try {
+        this.seal();
+        this.sealError = null;
+      } catch (e) {
+        this.sealError = e as Error;
+      }
+    }
   }
 
   /** Cuts an incomplete record at the end of the open segment (its sender starts it over). */
@@ -484,10 +495,21 @@ export class ArchiveWriter {
     this.seg?.dropIncomplete();
   }
 
+  /** Removes an open segment that holds no complete record (a first base cut short): the next starts afresh. */
+  discardEmptyOpen(): void {
+    if (!this.seg || this.seg.recordCount > 0) return;
+    this.seg.dropIncomplete();
+    this.seg.seal(); // with no record: removes the file
+    this.seg = null;
+  }
+
   /** Seals the open segment if it has records and is older than segmentAgeMs. Returns the sealed path. */
   sealIfOld(nowMs = Date.now()): string | null {
-    if (this.seg && this.seg.recordCount > 0 && !this.seg.hasIncompleteRecord && nowMs - this.segOpenedAtMs >= this.opts.segmentAgeMs)
-      return this.seal();
+    if (this.seg && this.seg.recordCount > 0 && !this.seg.hasIncompleteRecord && (this.sealError || nowMs - this.segOpenedAtMs >= this.opts.segmentAgeMs)) {
+      const sealed = this.seal();
+      this.sealError = null;
+      return sealed;
+    }
     return null;
   }
 
@@ -498,9 +520,20 @@ export class ArchiveWriter {
   seal(): string | null {
     const s = this.seg;
     if (!s || s.hasIncompleteRecord) return null;
+    if (s.filePath.endsWith('.seg')) {
+      // Renamed by an earlier attempt whose directory sync failed: finish that.
+      fsyncDir(this.archive.segmentsDir);
+      this.seg = null;
+      return s.filePath;
+    }
+    const sealed = s.seal(); // throws, leaving the segment open, when it cannot be sealed
     this.seg = null;
-    return s.seal();
+    if (sealed) this.opts.onSealed?.(sealed);
+    return sealed;
   }
+
+  /** The last error sealing by size, or null: the records were durable; sealing is retried by sealIfOld. */
+  sealError: Error | null = null;
 
   get openSegmentBytes(): number {
     return this.seg ? this.seg.bytes - SEGMENT_HEADER_BYTES : 0;

@@ -50,7 +50,8 @@ export function acquirePidLock(path: string, what: string): PidLock {
     } catch {
       continue; // removed meanwhile: try again
     }
-    if (Number.isFinite(holder) && holder !== process.pid && isProcessAlive(holder)) {
+    // Our own pid: this very process holds it (a second start in one process) - refused like any holder.
+    if (Number.isFinite(holder) && isProcessAlive(holder)) {
       throw new RedoshipError(
         'LOCKED',
         `${what} is in use by another redoship process (pid ${holder}, lock file ${path})`,

@@ -56,7 +56,12 @@ export function* recordParts(
   });
   let part = 0;
   let pgnos: number[] = [];
-  let data = Buffer.allocUnsafe(perPart * pageSize);
+  // A transaction's pages come as an array of known length: allocate exactly (a small transaction must not
+  // cost an 8 MiB buffer). A base streams from an iterator: full-size part buffers.
+  const known = Array.isArray(pages) ? (pages as unknown[]).length : -1;
+  let consumed = 0;
+  const nextBuffer = () => Buffer.allocUnsafe((known >= 0 ? Math.max(1, Math.min(perPart, known - consumed)) : perPart) * pageSize);
+  let data = nextBuffer();
   // A full part is held back until we know whether another page follows it (then it is not the last).
   let full: { pgnos: number[]; data: Buffer } | null = null;
   for (const [pgno, page] of pages) {
@@ -66,10 +71,11 @@ export function* recordParts(
     }
     data.set(page.subarray(0, pageSize), pgnos.length * pageSize);
     pgnos.push(pgno);
+    consumed++;
     if (pgnos.length === perPart) {
       full = { pgnos, data };
       pgnos = [];
-      data = Buffer.allocUnsafe(perPart * pageSize);
+      data = nextBuffer();
     }
   }
   if (full) yield make(full.pgnos, full.data, part, true);
@@ -237,16 +243,22 @@ export class SegmentWriter {
    * instead (a sealed segment always holds at least one). Returns the sealed path, or null.
    */
   seal(): string | null {
+    // Every step can fail (EIO, a full directory) and be retried: the fd is closed only at the very end, and
+    // a failed seal leaves the segment open and appendable under its .open name.
     const dir = dirname(this.path);
     try {
       fsyncSync(this.fd);
-      closeSync(this.fd);
     } catch (e) {
       throw ioError('sync archive segment', this.path, e);
     }
     if (this.recordCount === 0) {
-      unlinkSync(this.path);
+      try {
+        unlinkSync(this.path);
+      } catch (e) {
+        throw ioError('remove the empty archive segment', this.path, e);
+      }
       fsyncDir(dir);
+      closeSync(this.fd);
       return null;
     }
     const sealed = join(dir, segmentName(this.header.incarnation, this.header.firstLsn, this.lastLsn));
@@ -255,8 +267,9 @@ export class SegmentWriter {
     } catch (e) {
       throw ioError(`seal archive segment ${basename(this.path)} as`, sealed, e);
     }
-    fsyncDir(dir);
     this.path = sealed;
+    fsyncDir(dir); // if this fails, the rename stands; the next seal attempt syncs the directory again
+    closeSync(this.fd);
     return sealed;
   }
 

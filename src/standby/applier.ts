@@ -127,11 +127,8 @@ export class Applier {
    */
   static open(db: string, archive: Archive): Applier | null {
     const state = Applier.readState(archive);
-    if (!existsSync(db)) {
-      if (state && state.db === db && BigInt(state.appliedLsn) > 0n)
-        throw new RedoshipError('NOT_A_DATABASE', `the standby database ${db} is missing (it had LSN ${state.appliedLsn} applied)`, `remove ${Applier.statePath(archive)} to seed a new copy from the archive`);
-      return null;
-    }
+    // No database (never seeded, removed by the operator, or a seed cut short before its rename): seed again.
+    if (!existsSync(db)) return null;
     const real = realpathSync(db);
     if (!state || state.db !== real)
       throw new RedoshipError(
@@ -235,16 +232,14 @@ export class Applier {
       );
       crashPoint('apply-pending-recorded', last.lsn);
       unlinkSync(journal);
-      fsyncDir(dirname(this.db));
-      committed = true;
-      crashPoint('apply-after-commit', last.lsn);
+      committed = true; // the commit point: what follows may fail without undoing it
       this.changeCounter = counter;
       this.sizePages = finalSize;
+      fsyncDir(dirname(this.db));
+      crashPoint('apply-after-commit', last.lsn);
     } catch (e) {
-      if (!committed) {
-        // Leave the journal: if pages were written, it is what restores the old image (SQLite rolls it back
-        // when our connection ends the transaction and anyone reads next).
-      }
+      // Before the commit point the journal stays: if pages were written, SQLite rolls them back (any reader,
+      // or our next BEGIN). After it, the batch stands and is applied again (idempotently) by the retry.
       throw e instanceof RedoshipError ? e : ioError('apply redo to', this.db, e);
     } finally {
       this.conn.prepare(committed ? 'COMMIT' : 'ROLLBACK').run();

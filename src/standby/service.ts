@@ -108,6 +108,8 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       emit({ type: 'info', message: `created the standby archive ${dir} for database ${w.databaseId}` });
     }
     writer!.dropIncomplete();
+    // Nothing whole held yet (a first base cut short): start again wherever the primary starts now.
+    if (writer!.lastLsn === 0n) writer!.discardEmptyOpen();
     if (writer!.lastLsn !== 0n && w.startLsn !== writer!.lastLsn + 1n)
       throw new RedoshipError('ARCHIVE_GAP', `the primary starts at LSN ${w.startLsn}; this archive ends at ${writer!.lastLsn}`, 'seed this standby again (empty archive directory)');
     next = { lsn: w.startLsn as Lsn, part: 0 };
@@ -128,7 +130,8 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     if (lastPart) next = lastPart.part.last ? { lsn: (lastPart.part.lsn + 1n) as Lsn, part: 0 } : { lsn: lastPart.part.lsn, part: lastPart.part.part + 1 };
     for (const l of listeners) l();
     if (lastComplete) o.onProgress?.({ type: 'durable', lastLsn: writer!.lastLsn, atUs: nowUs() });
-    scheduleApply(0);
+    // A couple of milliseconds lets one apply batch (six syncs) cover several received messages.
+    scheduleApply(2);
     if (TRACE) emit({ type: 'info', message: `trace: received ${parts.length} parts to LSN ${writer!.lastLsn} (${buf.length} bytes)` });
     return writer!.lastLsn;
   };

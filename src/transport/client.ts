@@ -186,7 +186,12 @@ export class RedoClient {
           this.emit('warning', this.lastError);
           this.send({ t: 'error', code: e.code, message: e.message, hint: e.hint });
           ws.terminate();
-        } else throw e;
+        } else {
+          // A bug, not the peer's fault: say so loudly, drop the link, and retry (never crash the standby).
+          this.lastError = `internal error handling a message from ${this.opts.url}: ${(e as Error)?.stack ?? String(e)}`;
+          this.emit('warning', this.lastError);
+          ws.terminate();
+        }
       }
     });
     let untrusted: RedoshipError | null = null;

@@ -28,9 +28,10 @@ import {
 
 /**
  * How late a due transaction may appear on the delayed standby: the apply timer, a batch in progress (a
- * VACUUM rewrites the whole file), and 7 busy processes sharing 2 cores. Early is never allowed.
+ * VACUUM rewrites the whole file), and 7 busy processes sharing 2 cores with the rest of the suite (seen:
+ * 240 ms typical worst, 505 ms once under a full parallel run). Early is never allowed.
  */
-const TOLERANCE_MS = 500;
+const TOLERANCE_MS = 1000;
 const DELAY_MS = 3000;
 
 describe('standbys', () => {
