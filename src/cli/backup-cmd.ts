@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Repo, crosscheck, rebuildCatalog, takeBackupSet, validateRepo, type BackupManifest, type CompressionSpec } from '../backup/index.js';
+import { Repo, copyArchive, copySegment, crosscheck, mergeChain, rebuildCatalog, takeBackupSet, validateRepo, type BackupManifest, type CompressionSpec } from '../backup/index.js';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
 import { startPrimary, type PrimaryHandle } from '../primary/index.js';
 import { Archive, isProcessAlive } from '../redo/index.js';
@@ -96,9 +96,29 @@ export interface BackupFlags {
   compress: string;
   maxPieceSize: string;
   json?: boolean;
+  deleteInput?: boolean;
 }
 
-export async function backupCommand(f: BackupFlags): Promise<void> {
+async function mergeCommand(f: BackupFlags): Promise<void> {
+  if (!f.repo) throw new RedoshipError('USAGE', 'backup merge needs --repo', 'example: redoship backup merge --repo ./backups');
+  const { manifest, from } = await mergeChain(f.repo, { compression: parseCompression(f.compress), maxPieceBytes: parseSize(f.maxPieceSize, '--max-piece-size') });
+  if (f.json) process.stdout.write(toJson({ manifest, from }) + '\n');
+  else process.stdout.write(`synthetic level 0 ${manifest.name} at LSN ${manifest.endLsn}, ${manifest.pages} pages, merged from ${from.join(' + ')}\n`);
+}
+
+async function archiveCopyCommand(f: BackupFlags): Promise<void> {
+  if (!f.archive || !f.repo) throw new RedoshipError('USAGE', 'backup archive needs --archive and --repo', 'example: redoship backup archive --archive ./arch --repo ./backups');
+  const archive = Archive.open(f.archive);
+  const repo = await Repo.openFor(f.repo, archive.identity.databaseId, archive.identity.pageSize);
+  const r = await copyArchive(repo, archive, { deleteInput: !!f.deleteInput });
+  if (f.json) process.stdout.write(toJson(r) + '\n');
+  else process.stdout.write(`archived redo: ${r.copied.length} segment(s) copied, ${r.present.length} already there${f.deleteInput ? `, ${r.deleted.length} deleted from ${archive.dir}` : ''}\n`);
+}
+
+export async function backupCommand(action: string | undefined, f: BackupFlags): Promise<void> {
+  if (action === 'merge') return mergeCommand(f);
+  if (action === 'archive') return archiveCopyCommand(f);
+  if (action !== undefined) throw new RedoshipError('USAGE', `unknown backup action "${action}"`, 'use: redoship backup [merge|archive] ...');
   if (!f.db || !f.archive || !f.repo)
     throw new RedoshipError('USAGE', 'backup needs --db, --archive and --repo', 'example: redoship backup --db app.db --archive ./arch --repo ./backups');
   if (f.level !== '0' && f.level !== '1') throw new RedoshipError('USAGE', `--level ${f.level}: use 0 or 1`, 'level 0 holds every page; level 1 the pages changed since its parent');
@@ -193,4 +213,41 @@ export async function catalogRebuildCommand(f: { repo: string; json?: boolean })
   const c = await rebuildCatalog(await Repo.open(f.repo));
   if (f.json) process.stdout.write(toJson(c) + '\n');
   else process.stdout.write(`catalog rebuilt from ${c.sets.length} manifest(s)\n`);
+}
+
+/** Copies sealed segments to a repository as they are sealed (primary --archive-to). */
+export async function startRemoteArchiving(handle: PrimaryHandle, location: string): Promise<{ enqueue(path: string): void; drain(): Promise<void> }> {
+  const repo = await Repo.openFor(location, handle.archive.identity.databaseId, handle.archive.identity.pageSize);
+  const queue: string[] = [];
+  let running: Promise<void> | null = null;
+  let backoffMs = 0;
+  const pump = async (): Promise<void> => {
+    while (queue.length) {
+      const p = queue[0]!;
+      try {
+        if (existsSync(p)) await copySegment(repo, handle.archive, p);
+        queue.shift();
+        backoffMs = 0;
+      } catch (e) {
+        backoffMs = Math.min(30_000, backoffMs ? backoffMs * 2 : 1000);
+        log(`warning: could not copy ${p} to ${repo.location}: ${(e as Error).message}; retrying in ${backoffMs / 1000} s`);
+        await new Promise((r) => setTimeout(r, backoffMs));
+      }
+    }
+  };
+  const kick = () => {
+    if (!running) running = pump().finally(() => (running = null));
+  };
+  // Catch up what was sealed before this start.
+  for (const s of handle.archive.segments()) if (s.sealed) queue.push(s.path);
+  kick();
+  return {
+    enqueue(path: string) {
+      queue.push(path);
+      kick();
+    },
+    async drain() {
+      while (running) await running;
+    },
+  };
 }

@@ -4,7 +4,7 @@ import { startPrimary, type CaptureEvent } from '../primary/index.js';
 import { reportError } from './main.js';
 import { hostPort, readSecret, readTlsFile } from './net-flags.js';
 import { catchSignals } from './signals.js';
-import { serveBackupRequests } from './backup-cmd.js';
+import { serveBackupRequests, startRemoteArchiving } from './backup-cmd.js';
 import { parseCount, parseDuration, parseSize } from './units.js';
 
 function missing(flag: string): never {
@@ -27,12 +27,13 @@ export interface PrimaryFlags {
   tlsKey?: string;
   tlsCa?: string;
   metrics?: string;
+  archiveTo?: string;
 }
 
-const PRIMARY_KEYS = ['db', 'archive', 'checkpointFrames', 'segmentSize', 'segmentAge', 'lockTimeout', 'adopt', 'quiet', 'listen', 'tokenFile', 'tlsCert', 'tlsKey', 'tlsCa', 'metrics'] as const;
+const PRIMARY_KEYS = ['db', 'archive', 'checkpointFrames', 'segmentSize', 'segmentAge', 'lockTimeout', 'adopt', 'quiet', 'listen', 'tokenFile', 'tlsCert', 'tlsKey', 'tlsCa', 'metrics', 'archiveTo'] as const;
 
 /** Flags over config file over defaults; db and archive required from one or the other. */
-function resolvePrimaryFlags(f: PrimaryFlags): Required<Omit<PrimaryFlags, 'config' | 'listen' | 'tokenFile' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'metrics'>> & Pick<PrimaryFlags, 'listen' | 'tokenFile' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'metrics'> {
+function resolvePrimaryFlags(f: PrimaryFlags): Required<Omit<PrimaryFlags, 'config' | 'listen' | 'tokenFile' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'metrics' | 'archiveTo'>> & Pick<PrimaryFlags, 'listen' | 'tokenFile' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'metrics' | 'archiveTo'> {
   const file = f.config ? loadConfig(f.config, PRIMARY_KEYS) : {};
   const pick = (k: (typeof PRIMARY_KEYS)[number], dflt: string): string => {
     const v = f[k] ?? file[k];
@@ -51,7 +52,7 @@ function resolvePrimaryFlags(f: PrimaryFlags): Required<Omit<PrimaryFlags, 'conf
     lockTimeout: pick('lockTimeout', '10s'),
     adopt: pick('adopt', 'false') === 'true',
     quiet: pick('quiet', 'false') === 'true',
-    ...Object.fromEntries((['listen', 'tokenFile', 'tlsCert', 'tlsKey', 'tlsCa', 'metrics'] as const).map((k) => [k, f[k] ?? (file[k] as string | undefined)]).filter(([, v]) => v !== undefined)),
+    ...Object.fromEntries((['listen', 'tokenFile', 'tlsCert', 'tlsKey', 'tlsCa', 'metrics', 'archiveTo'] as const).map((k) => [k, f[k] ?? (file[k] as string | undefined)]).filter(([, v]) => v !== undefined)),
   };
 }
 
@@ -88,7 +89,11 @@ export async function primaryCommand(flags: PrimaryFlags): Promise<void> {
         }
       : {}),
     ...(f.metrics ? { metrics: hostPort(f.metrics, '--metrics') } : {}),
+    ...(f.archiveTo ? { onSealed: (p: string) => remote?.enqueue(p) } : {}),
   });
+  // Remote archiving: every sealed segment is copied to the repository within seconds, in order; what a
+  // failed copy misses is retried, and what was sealed before this start is caught up first.
+  const remote = f.archiveTo ? await startRemoteArchiving(handle, f.archiveTo) : null;
   const st = handle.status();
   if (!quiet)
     log(
@@ -99,6 +104,11 @@ export async function primaryCommand(flags: PrimaryFlags): Promise<void> {
   const stopRequests = serveBackupRequests(handle);
   const why = await Promise.race([signals.next, handle.failed.then((e) => e)]);
   stopRequests();
+  if (remote) {
+    // The stop seals the open segment: copy it too before exiting.
+    await handle.stop().catch(() => {});
+    await remote.drain();
+  }
   if (typeof why !== 'string') {
     process.exitCode = reportError(why);
     return;

@@ -39,6 +39,8 @@ export interface PrimaryOptions extends Partial<CaptureOptions> {
   readonly secret?: Uint8Array;
   /** Serve Prometheus metrics on this address. */
   readonly metrics?: { host: string; port: number };
+  /** Called with each archive segment once sealed (remote archiving copies it). */
+  readonly onSealed?: (path: string) => void;
 }
 
 export interface PrimaryStatus {
@@ -139,6 +141,7 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
       segmentBytes: o.segmentBytes ?? 64 * 1024 * 1024,
       segmentAgeMs: o.segmentAgeMs ?? 60_000,
       incarnation: 1,
+      ...(o.onSealed ? { onSealed: o.onSealed } : {}),
     });
     if (writer.recovered) emit({ type: 'warning', message: writer.recovered });
     const capturer = new Capturer(live, writer, opts, emit);

@@ -19,7 +19,8 @@ async function backup(db: string, arch: string, repo: string, extra: string[] = 
 async function sameAsArchiveAt(dir: string, arch: string, repo: string, lsn: string, useArchive: boolean) {
   const a = join(dir, `a-${lsn}-${useArchive}.db`);
   const b = join(dir, `b-${lsn}-${useArchive}.db`);
-  expect((await run(['restore', '--archive', arch, '--to', a, '--until-lsn', lsn])).code).toBe(0);
+  const ra = await run(['restore', '--archive', arch, '--to', a, '--until-lsn', lsn]);
+  expect(ra.code, ra.stderr).toBe(0);
   const r = await run(['restore', '--repo', repo, ...(useArchive ? ['--archive', arch] : []), '--to', b, '--until-lsn', lsn]);
   expect(r.code, r.stderr).toBe(0);
   expect(differingPages(readFileSync(a), readFileSync(b), 4096), `LSN ${lsn}`).toEqual([]);
@@ -202,5 +203,61 @@ describe('validate, crosscheck, catalog', () => {
     const rb = await run(['catalog', 'rebuild', '--repo', repo, '--json']);
     expect(rb.code).toBe(0);
     expect(JSON.parse(rb.stdout).sets.map((s: { name: string }) => s.name)).toEqual([l0.name, l1.name]);
+  });
+});
+
+describe('merge, archived redo in the repository, remote archiving', () => {
+  test('merge gives a level 0 that restores identically; backup archive + --archive-to let the repository restore alone', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const repo = join(dir, 'backups');
+    const dr = join(dir, 'dr-bucket');
+    makeDb(db);
+    const primary = await startPrimary(db, arch, ['--segment-size', '64KB', '--segment-age', '300ms', '--archive-to', dr]);
+    await startWorkload(db, { seed: 1, mix: 'stress', count: 150 }).result();
+    const l0 = await backup(db, arch, repo);
+    await startWorkload(db, { seed: 2, count: 100 }).result();
+    const l1 = await backup(db, arch, repo, ['--level', '1']);
+    await startWorkload(db, { seed: 3, count: 100 }).result();
+    const l1b = await backup(db, arch, repo, ['--level', '1']);
+    await startWorkload(db, { seed: 4, count: 50 }).result();
+    await sleep(500);
+    expect(await stopGracefully(primary)).toBe(0);
+
+    // Synthetic full: equal, page for page, to the chain it replaces.
+    const m = await run(['backup', 'merge', '--repo', repo, '--json']);
+    expect(m.code, m.stderr).toBe(0);
+    const merged = JSON.parse(m.stdout);
+    expect(merged.from).toEqual([l0.name, l1.name, l1b.name]);
+    expect(merged.manifest.endLsn).toBe(l1b.endLsn);
+    expect(merged.manifest.synthetic).toBe(true);
+    const viaChain = join(dir, 'chain.db');
+    const viaMerged = join(dir, 'merged.db');
+    const p1 = await run(['restore', '--repo', repo, '--to', viaChain, '--until-lsn', l1b.endLsn, '--json']);
+    expect(JSON.parse(p1.stdout).plan.steps.map((s: { name: string }) => s.name)).toEqual([merged.manifest.name]); // the merged set is preferred
+    await run(['validate', '--repo', repo]).then((v) => expect(v.code, v.stdout).toBe(0));
+    rmSync(join(repo, 'sets', merged.manifest.name), { recursive: true }); // restore the same point without it
+    await run(['catalog', 'rebuild', '--repo', repo]);
+    expect((await run(['restore', '--repo', repo, '--to', viaMerged, '--until-lsn', l1b.endLsn])).code).toBe(0);
+    expect(differingPages(readFileSync(viaChain), readFileSync(viaMerged), 4096)).toEqual([]);
+
+    // Archived redo copied into the repository: it then restores to the end alone (no --archive).
+    const a = await run(['backup', 'archive', '--archive', arch, '--repo', repo, '--json']);
+    expect(a.code, a.stderr).toBe(0);
+    expect(JSON.parse(a.stdout).copied.length).toBeGreaterThan(3);
+    const alone = join(dir, 'alone.db');
+    const r = await run(['restore', '--repo', repo, '--to', alone, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).plan.steps.at(-1).kind).toBe('redo');
+    const cmp = compareWithPrimary(db, alone);
+    expect(cmp.differing).toEqual([]);
+    expect(cmp.rowsEqual).toBe(true);
+
+    // --archive-to kept a DR copy of every sealed segment as it went: byte-identical to the archive's.
+    const local = readdirSync(join(arch, 'segments')).filter((n) => n.endsWith('.seg')).sort();
+    const remote = readdirSync(join(dr, 'archive', 'segments')).sort();
+    expect(remote).toEqual(local);
+    for (const n of local) expect(readFileSync(join(dr, 'archive', 'segments', n)).equals(readFileSync(join(arch, 'segments', n)))).toBe(true);
   });
 });
