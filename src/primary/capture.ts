@@ -73,13 +73,13 @@ export interface CaptureStats {
 }
 
 export type CaptureEvent =
-  /**
-   * Records [firstLsn, lastLsn] are durable in the archive. encoded holds them framed as in a segment (the
-   * wire format); it is null for a base or resync written as a stream: read those from the archive.
-   */
-  | { type: 'archived'; firstLsn: Lsn; lastLsn: Lsn; records: readonly RedoRecord[]; encoded: Buffer | null; durableAtUs: bigint }
+  /** Records [firstLsn, lastLsn] are durable in the archive (records is empty for a streamed base). */
+  | { type: 'archived'; firstLsn: Lsn; lastLsn: Lsn; records: readonly RedoRecord[]; durableAtUs: bigint }
   | { type: 'warning'; message: string }
   | { type: 'info'; message: string };
+
+/** Most uncaptured frames a checkpoint cycle may capture while it holds the write lock. */
+const MAX_TAIL_UNDER_LOCK_FRAMES = 256;
 
 export function nowUs(): bigint {
   return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
@@ -199,7 +199,7 @@ export class Capturer {
       { kind: 'base', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, wal: this.walPositionOf(snap.position), note, continuityBreak },
       snap.pages(),
     );
-    this.emit({ type: 'archived', firstLsn: lsn, lastLsn: lsn, records: [], encoded: null, durableAtUs: nowUs() });
+    this.emit({ type: 'archived', firstLsn: lsn, lastLsn: lsn, records: [], durableAtUs: nowUs() });
     this.emit({ type: continuityBreak ? 'warning' : 'info', message: `${continuityBreak ? 'break in continuity recorded' : 'archived a base'} as LSN ${lsn}: ${note}` });
   }
 
@@ -230,8 +230,8 @@ export class Capturer {
       for (const [pgno, page] of snap.pages()) if (want.has(pgno)) pages.push([pgno, Buffer.from(page)]);
       const note = `resync (${reason}): ${differ.length} pages differ from LSN ${this.archive.lastLsn}; size ${archived.sizePages} -> ${snap.sizePages} pages`;
       const rec: RedoRecord = { kind: 'resync', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, pages, wal: this.walPositionOf(snap.position), note, continuityBreak: true };
-      const encoded = this.archive.append([rec]);
-      this.emit({ type: 'archived', firstLsn: lsn, lastLsn: lsn, records: [rec], encoded, durableAtUs: nowUs() });
+      this.archive.append([rec]);
+      this.emit({ type: 'archived', firstLsn: lsn, lastLsn: lsn, records: [rec], durableAtUs: nowUs() });
       this.emit({ type: 'warning', message: `break in continuity recorded as LSN ${lsn}: ${note}` });
     }
     this.afterSnapshot(snap);
@@ -255,6 +255,14 @@ export class Capturer {
     // this poll began, and a backlog is never left unprotected between batches.
     if (advance && total > 0) this.live.advanceRead();
     return total;
+  }
+
+  /** Published frames of the current generation not captured yet (read from the wal-index now). */
+  lagFrames(): number {
+    const idx = this.live.readWalIndex();
+    if (!idx) return 0;
+    if (idx.salt1 !== this.pos.salt1 || idx.salt2 !== this.pos.salt2) return idx.mxFrame;
+    return Math.max(0, idx.mxFrame - this.pos.frame);
   }
 
   /** Whether capture stands at the end of what SQLite has published (nothing left to capture now). */
@@ -308,7 +316,7 @@ export class Capturer {
         pages: t.pages,
         wal: { salt1: hdr.salt1, salt2: hdr.salt2, commitFrame: t.commitFrame, s0: t.checksum.s0, s1: t.checksum.s1 },
       }));
-      const encoded = this.archive.append(records);
+      this.archive.append(records);
       this.pos = { salt1: hdr.salt1, salt2: hdr.salt2, frame: scan.endFrame, checksum: scan.endChecksum };
       this.stats.capturedFrame = scan.endFrame;
       const durableAtUs = nowUs();
@@ -317,7 +325,7 @@ export class Capturer {
       this.stats.lastCaptureMs = Date.now();
       for (const r of records) this.stats.pages += r.pages.length;
       this.stats.bytes += (scan.endFrame - first + 1) * frameBytes;
-      this.emit({ type: 'archived', firstLsn: records[0]!.lsn, lastLsn: records[records.length - 1]!.lsn, records, encoded, durableAtUs });
+      this.emit({ type: 'archived', firstLsn: records[0]!.lsn, lastLsn: records[records.length - 1]!.lsn, records, durableAtUs });
       return records.length;
     }
   }
@@ -335,6 +343,9 @@ export class Capturer {
       return false;
     // A cycle that ran but could not backfill everything (application readers cap it) is not rerun at once.
     if (Date.now() - this.lastCheckpointTryMs < 50) return false;
+    // The cycle captures the tail while holding the application's write lock: only when the tail is short,
+    // so the lock is held for a moment (DESIGN.md Capture 4), never while capture works through a backlog.
+    if (this.lagFrames() > MAX_TAIL_UNDER_LOCK_FRAMES) return false;
     const ran = this.checkpoint();
     if (ran) this.lastCheckpointTryMs = Date.now();
     return ran;

@@ -191,7 +191,8 @@ async function run(
     updatedAt: new Date().toISOString(),
     lastLsn: String(capturer.lastLsn),
     walBytes: live.walBytes(),
-    stats: { ...capturer.stats },
+    // The lag as of now (the stats are only updated when capture runs).
+    stats: { ...capturer.stats, lastMxFrame: capturer.stats.capturedFrame + capturer.lagFrames() },
     sqliteVersion,
     listen: server ? `${server.address.host}:${server.address.port}` : null,
     standbys: server?.standbys() ?? [],

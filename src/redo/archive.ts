@@ -431,15 +431,11 @@ export class ArchiveWriter {
     }
   }
 
-  /**
-   * Appends records and returns once they are durable. Seals when the segment reaches its size. Returns the
-   * framed bytes written (the wire format of redo too).
-   */
-  append(records: readonly RedoRecord[]): Buffer {
-    if (records.length === 0) return Buffer.alloc(0);
-    const bytes = this.openSegment(records[0]!.lsn).append(records);
+  /** Appends records and returns once they are durable. Seals when the segment reaches its size. */
+  append(records: readonly RedoRecord[]): void {
+    if (records.length === 0) return;
+    this.openSegment(records[0]!.lsn).append(records);
     this.appended(records[records.length - 1]!);
-    return bytes;
   }
 
   /**

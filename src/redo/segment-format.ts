@@ -96,8 +96,13 @@ const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObject
 const KIND_CODE: Record<RecordKind, string> = { base: 'b', txn: 't', resync: 'r' };
 const CODE_KIND: Record<string, RecordKind> = { b: 'base', t: 'txn', r: 'resync' };
 
-/** Frames a part: length, CRC, body. */
+/** Frames a part: length, CRC, body, as one buffer. */
 export function encodePart(p: RecordPart): Buffer {
+  return Buffer.concat(encodePartBuffers(p));
+}
+
+/** Frames a part as [8-byte frame header, body], without copying the body again (for writev). */
+export function encodePartBuffers(p: RecordPart): [Buffer, Buffer] {
   const pg = Buffer.alloc(p.pgnos.length * 4);
   for (let i = 0; i < p.pgnos.length; i++) pg.writeUInt32BE(p.pgnos[i]!, i * 4);
   const body = packr.pack({
@@ -116,7 +121,7 @@ export function encodePart(p: RecordPart): Buffer {
   const head = Buffer.alloc(PART_HEADER_BYTES);
   head.writeUInt32BE(body.length, 0);
   head.writeUInt32BE(crc32(body), 4);
-  return Buffer.concat([head, body]);
+  return [head, body];
 }
 
 const isU32 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff;

@@ -3,13 +3,14 @@
  * reads). A record is durable once append() returns: its parts are written with one write() and the file
  * is fdatasync()ed. Sealing fsyncs, renames .open to .seg and fsyncs the directory.
  */
-import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, renameSync, writeSync, unlinkSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, renameSync, writeSync, writevSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ioError } from '../error/index.js';
 import {
   MAX_PART_PAGE_BYTES,
   SEGMENT_HEADER_BYTES,
   encodePart,
+  encodePartBuffers,
   encodeSegmentHeader,
   segmentName,
   type RecordPart,
@@ -82,6 +83,26 @@ export function* recordParts(
   else yield make(pgnos, data, part, true);
 }
 
+/** writev of all the buffers at position; a short write (rare on files) is finished buffer by buffer. */
+function writeAllv(fd: number, bufs: Buffer[], position: number): number {
+  const total = bufs.reduce((n, b) => n + b.length, 0);
+  let done = writevSync(fd, bufs, position);
+  if (done < total) {
+    let off = 0;
+    for (const b of bufs) {
+      const end = off + b.length;
+      if (end > done) {
+        const from = Math.max(0, done - off);
+        let w = from;
+        while (w < b.length) w += writeSync(fd, b, w, b.length - w, position + off + w);
+        done = end;
+      }
+      off = end;
+    }
+  }
+  return position + total;
+}
+
 export class SegmentWriter {
   private constructor(
     private path: string,
@@ -133,19 +154,17 @@ export class SegmentWriter {
    * Appends records (LSNs lastLsn+1, +2, ...) and returns once they are durable. Returns the bytes written
    * (framed parts, the archive format, which is also the wire format of redo).
    */
-  append(records: readonly RedoRecord[]): Buffer {
+  append(records: readonly RedoRecord[]): void {
     const bufs: Buffer[] = [];
     let expect = this.lastLsn + 1n;
     for (const r of records) {
       if (r.lsn !== expect) throw new Error(`assert: appending LSN ${r.lsn} where ${expect} belongs`);
       expect++;
-      for (const p of recordParts(r, r.pages, this.header.pageSize)) bufs.push(encodePart(p));
+      for (const p of recordParts(r, r.pages, this.header.pageSize)) bufs.push(...encodePartBuffers(p));
     }
     if (this.pending) throw new Error(`assert: appending records while LSN ${this.pending.lsn} is incomplete`);
-    const all = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs);
-    this.writeDurably(() => [all]);
+    this.writeDurably(() => [bufs]);
     this.lastLsn = (expect - 1n) as Lsn;
-    return all;
   }
 
   /** The record whose parts have been appended in part (appendRaw) and whose last part has not come yet. */
@@ -218,10 +237,15 @@ export class SegmentWriter {
   }
 
   /** Writes buffers at the end, fdatasyncs; on failure cuts the file back to where it was and throws IO. */
-  private writeDurably(bufs: () => Iterable<Buffer>): void {
+  /** Writes buffers (or groups of buffers, written with one writev each) at the end, then fdatasyncs. */
+  private writeDurably(bufs: () => Iterable<Buffer | Buffer[]>): void {
     let at = this.bytes;
     try {
       for (const b of bufs()) {
+        if (Array.isArray(b)) {
+          for (let i = 0; i < b.length; i += 512) at = writeAllv(this.fd, b.slice(i, i + 512), at);
+          continue;
+        }
         let done = 0;
         while (done < b.length) done += writeSync(this.fd, b, done, b.length - done, at + done);
         at += b.length;
