@@ -13,3 +13,6 @@ export { crosscheck, rebuildCatalog, readCatalog, catalogRemove } from './catalo
 export type { Catalog, CatalogEntry } from './catalog.js';
 export { validateRepo } from './validate.js';
 export type { Validation, SetValidation } from './validate.js';
+export { mergeChain } from './merge.js';
+export { copyArchive, copySegment } from './archive-copy.js';
+export type { ArchiveCopyResult } from './archive-copy.js';

@@ -17,7 +17,7 @@
  *   lastPgno }], pageHashes { name, sha256 }.
  */
 import { RedoshipError } from '../error/index.js';
-import { LocalStorage, type Storage } from '../storage/index.js';
+import { createStorage, openStorage, type Storage } from '../storage/index.js';
 import type { Compression } from './piece.js';
 
 export interface PieceInfo {
@@ -36,6 +36,8 @@ export interface BackupManifest {
   readonly name: string;
   readonly level: 0 | 1;
   readonly cumulative: boolean;
+  /** A level 0 made by merging a chain (backup merge), not read from the database. */
+  readonly synthetic?: boolean;
   readonly parent: string | null;
   readonly base: string;
   readonly startLsn: string;
@@ -71,7 +73,7 @@ export class Repo {
 
   /** Opens a repository; REPO_MISSING-style ARCHIVE_MISSING when there is none. */
   static async open(location: string): Promise<Repo> {
-    const storage = new LocalStorage(location);
+    const storage = openStorage(location);
     let raw: Buffer;
     try {
       raw = await storage.get(IDENTITY);
@@ -96,7 +98,7 @@ export class Repo {
     } catch (e) {
       if ((e as RedoshipError).code !== 'ARCHIVE_MISSING') throw e;
     }
-    const storage = LocalStorage.create(location);
+    const storage = createStorage(location);
     const id: RepoIdentity = { format: 1, databaseId, pageSize, createdAt: new Date().toISOString() };
     await storage.put(IDENTITY, Buffer.from(JSON.stringify(id, null, 2) + '\n'));
     return new Repo(storage, id);

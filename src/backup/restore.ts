@@ -6,7 +6,7 @@
  */
 import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { RedoshipError, ioError } from '../error/index.js';
 import { Archive, fsyncDir, type Lsn } from '../redo/index.js';
 import { pageHash } from '../sqlite/index.js';
@@ -60,7 +60,9 @@ export function planChain(sets: readonly BackupManifest[], target: bigint): Back
 
 export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestoreResult> {
   const repo = await Repo.open(o.repo);
-  const archive = o.archive ? Archive.open(o.archive) : null;
+  // Without --archive, the repository's own copy of archived redo (backup archive / --archive-to), if any.
+  const own = join(repo.location, 'archive');
+  const archive = o.archive ? Archive.open(o.archive) : Archive.exists(own) ? Archive.open(own) : null;
   if (archive && archive.identity.databaseId !== repo.identity.databaseId)
     throw new RedoshipError('WRONG_DATABASE', `the archive ${archive.dir} is of database ${archive.identity.databaseId}; the repository is of ${repo.identity.databaseId}`, 'give the archive of the same database');
   const to = resolve(o.to);

@@ -61,7 +61,45 @@ export async function takeBackupSet(repo: Repo, archive: Archive, src: BackupSou
     }
     pgnos = [...changed].sort((a, b) => a - b);
   }
-  const name = setName(src.lsn, o.level, o.cumulative, new Date());
+  return writeSet(repo, {
+    level: o.level,
+    cumulative: o.level === 1 && o.cumulative,
+    parent,
+    endLsn: src.lsn,
+    commitTimeUs: src.commitTimeUs,
+    sizePages: src.sizePages,
+    pageSize: src.pageSize,
+    pages: pgnos ? src.pagesAt(pgnos) : src.pages(),
+    pageCount: pgnos ? pgnos.length : src.sizePages,
+    compression: o.compression,
+    maxPieceBytes: o.maxPieceBytes,
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+  });
+}
+
+export interface SetContent {
+  readonly level: 0 | 1;
+  readonly cumulative: boolean;
+  readonly parent: BackupManifest | null;
+  readonly endLsn: bigint;
+  readonly commitTimeUs: bigint;
+  readonly sizePages: number;
+  readonly pageSize: number;
+  /** Ascending pgno; buffers may be reused by the source. */
+  readonly pages: Iterable<readonly [number, Uint8Array]>;
+  readonly pageCount: number;
+  readonly compression: CompressionSpec;
+  readonly maxPieceBytes: number;
+  readonly synthetic?: boolean;
+  readonly onProgress?: (p: { pages: number; total: number }) => void;
+}
+
+/** Writes a backup set: pieces, page hashes, then the manifest (last), then the catalog entry. */
+export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifest> {
+  const o = { compression: c.compression, maxPieceBytes: c.maxPieceBytes, onProgress: c.onProgress };
+  const src = { pageSize: c.pageSize, lsn: c.endLsn, commitTimeUs: c.commitTimeUs, sizePages: c.sizePages };
+  const parent = c.parent;
+  const name = setName(c.endLsn, c.level, c.cumulative, new Date());
   const prefix = `sets/${name}`;
   const pieces: PieceInfo[] = [];
   const hashes: Buffer[] = [];
@@ -71,7 +109,7 @@ export async function takeBackupSet(repo: Repo, archive: Archive, src: BackupSou
   let first = 0;
   let last = 0;
   let total = 0;
-  const totalWanted = pgnos ? pgnos.length : src.sizePages;
+  const totalWanted = c.pageCount;
   const flushPiece = async () => {
     if (piecePages === 0) return;
     const body = Buffer.concat([pieceHeader(o.compression), ...piece]);
@@ -85,11 +123,11 @@ export async function takeBackupSet(repo: Repo, archive: Archive, src: BackupSou
   let chunk: Array<readonly [number, Uint8Array]> = [];
   const flushChunk = async () => {
     if (chunk.length === 0) return;
-    const c = encodeChunk(chunk, src.pageSize, o.compression);
+    const encoded = encodeChunk(chunk, src.pageSize, o.compression);
     if (piecePages === 0) first = chunk[0]![0];
     last = chunk[chunk.length - 1]![0];
-    piece.push(c);
-    pieceBytes += c.length;
+    piece.push(encoded);
+    pieceBytes += encoded.length;
     piecePages += chunk.length;
     total += chunk.length;
     chunk = [];
@@ -97,7 +135,7 @@ export async function takeBackupSet(repo: Repo, archive: Archive, src: BackupSou
     o.onProgress?.({ pages: total, total: totalWanted });
     await tick();
   };
-  for (const [pgno, page] of pgnos ? src.pagesAt(pgnos) : src.pages()) {
+  for (const [pgno, page] of c.pages) {
     const copy = Buffer.from(page); // the source may reuse its buffer for the next page
     chunk.push([pgno, copy]);
     hashes.push(pageHash(pgno, copy));
@@ -112,8 +150,9 @@ export async function takeBackupSet(repo: Repo, archive: Archive, src: BackupSou
     databaseId: repo.identity.databaseId,
     pageSize: src.pageSize,
     name,
-    level: o.level,
-    cumulative: o.level === 1 && o.cumulative,
+    level: c.level,
+    cumulative: c.cumulative,
+    ...(c.synthetic ? { synthetic: true } : {}),
     parent: parent?.name ?? null,
     base: parent ? parent.base : name,
     startLsn: String(parent ? BigInt(parent.endLsn) + 1n : 1n),

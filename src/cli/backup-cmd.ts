@@ -18,6 +18,7 @@ import { RedoshipError, isRedoshipError } from '../error/index.js';
 import { startPrimary, type PrimaryHandle } from '../primary/index.js';
 import { Archive, isProcessAlive } from '../redo/index.js';
 import { formatBytes, parseSize, toJson } from './units.js';
+import { resolveLocation } from '../storage/index.js';
 import { log } from './primary-cmd.js';
 
 interface BackupRequest {
@@ -123,7 +124,7 @@ export async function backupCommand(action: string | undefined, f: BackupFlags):
     throw new RedoshipError('USAGE', 'backup needs --db, --archive and --repo', 'example: redoship backup --db app.db --archive ./arch --repo ./backups');
   if (f.level !== '0' && f.level !== '1') throw new RedoshipError('USAGE', `--level ${f.level}: use 0 or 1`, 'level 0 holds every page; level 1 the pages changed since its parent');
   const req: BackupRequest = {
-    repo: resolve(f.repo),
+    repo: resolveLocation(f.repo),
     level: f.level === '1' ? 1 : 0,
     cumulative: !!f.cumulative,
     compression: parseCompression(f.compress),

@@ -12,6 +12,7 @@ import { statusCommand } from './status-cmd.js';
 import { demoCommand } from './demo-cmd.js';
 import { standbyCommand } from './standby-cmd.js';
 import { backupCommand, catalogRebuildCommand, crosscheckCommand, listCommand, validateCommand } from './backup-cmd.js';
+import { deleteObsoleteCommand, reportObsoleteCommand } from './retention-cmd.js';
 
 function example(text: string): string {
   return `\nExample:\n  ${text.trim().split('\n').join('\n  ')}\n`;
@@ -51,6 +52,7 @@ export function buildProgram(): Command {
     .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
     .option('--tls-ca <file>', 'require standbys to present a client certificate signed by this CA')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--archive-to <repo>', 'copy every sealed archive segment to this backup repository within seconds (remote archiving)')
     .option('--quiet', 'print only warnings and errors')
     .addHelpText('after', example('npx redoship primary --db app.db --archive ./arch\nnpx redoship primary --db app.db --archive ./arch --listen 127.0.0.1:7400 --token-file secret\nnpx redoship primary --config /etc/redoship/app.json'))
     .action(primaryCommand);
@@ -122,6 +124,7 @@ export function buildProgram(): Command {
 
   program
     .command('backup')
+    .argument('[action]', 'none: take a backup set; merge: a synthetic level 0 from the newest chain; archive: copy archived redo into the repository')
     .description('take a backup set (level 0: every page; level 1: pages changed since its parent) at one LSN, while the application writes')
     .option('--db <path>', 'the live database')
     .option('--archive <dir>', 'its archive (the change tracking for level 1, and where a running primary takes requests)')
@@ -130,8 +133,17 @@ export function buildProgram(): Command {
     .option('--cumulative', 'level 1 since the last level 0 (default: since the last level 0 or 1)')
     .option('--compress <alg[:level]>', 'zstd[:1-19], gzip[:1-9] or none', 'zstd:1')
     .option('--max-piece-size <size>', 'start a new piece past this size', '256MB')
-    .option('--json', 'print the manifest as JSON')
-    .addHelpText('after', example('npx redoship backup --db app.db --archive ./arch --repo ./backups --level 0\nnpx redoship backup --db app.db --archive ./arch --repo ./backups --level 1 --cumulative'))
+    .option('--delete-input', 'with archive: delete the copied segments from the archive (those before its latest base)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText(
+      'after',
+      example(
+        'npx redoship backup --db app.db --archive ./arch --repo ./backups --level 0\n' +
+          'npx redoship backup --db app.db --archive ./arch --repo ./backups --level 1 --cumulative\n' +
+          'npx redoship backup archive --archive ./arch --repo ./backups --delete-input\n' +
+          'npx redoship backup merge --repo ./backups',
+      ),
+    )
     .action(backupCommand);
 
   program
@@ -170,6 +182,21 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON')
     .addHelpText('after', example('npx redoship list --repo ./backups --json'))
     .action(listCommand);
+
+  for (const [verb, action, what] of [
+    ['report', reportObsoleteCommand, 'list the backup sets a retention policy no longer needs, and why (RMAN REPORT OBSOLETE)'],
+    ['delete', deleteObsoleteCommand, 'delete the backup sets a retention policy no longer needs (RMAN DELETE OBSOLETE)'],
+  ] as const)
+    program
+      .command(verb)
+      .argument('<what>', 'obsolete')
+      .description(what)
+      .requiredOption('--repo <dir>', 'the backup repository')
+      .option('--redundancy <n>', 'keep the N newest level 0 backups and the level 1s that depend on them')
+      .option('--recovery-window <duration>', 'keep what restores any point of the last D (7d, 12h): may keep a level 0 older than D')
+      .option('--json', 'print JSON')
+      .addHelpText('after', example(`npx redoship ${verb} obsolete --repo ./backups --recovery-window 7d\nnpx redoship ${verb} obsolete --repo ./backups --redundancy 2 --json`))
+      .action(action);
 
   program
     .command('status')
