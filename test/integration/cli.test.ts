@@ -19,7 +19,8 @@ describe('cli', () => {
   });
 
   test('every command has --help with an example', async () => {
-    for (const cmd of [['demo'], ['primary'], ['standby'], ['archive', 'list'], ['archive', 'verify'], ['restore'], ['status']]) {
+    const all = [['demo'], ['primary'], ['standby'], ['archive', 'list'], ['archive', 'verify'], ['restore'], ['status'], ['backup'], ['list'], ['validate'], ['crosscheck'], ['catalog'], ['report'], ['delete']];
+    for (const cmd of all) {
       const r = await run([...cmd, '--help']);
       expect(r.code, cmd.join(' ')).toBe(0);
       expect(r.stdout, cmd.join(' ')).toMatch(/Example:\n {2}npx redoship /);
