@@ -43,7 +43,7 @@ export interface CaptureOptions {
   readonly checkpointLockTimeoutMs: number;
   /** How long a base or resync waits for the write lock before giving up. Default 10 s. */
   readonly snapshotLockTimeoutMs: number;
-  /** Most WAL bytes read and archived in one batch. Default 32 MiB. */
+  /** Most WAL bytes read and archived in one batch (four batches a turn of the event loop). Default 4 MiB. */
   readonly maxBatchBytes: number;
 }
 
@@ -51,7 +51,7 @@ export const DEFAULT_CAPTURE_OPTIONS: CaptureOptions = {
   checkpointFrames: 1000,
   checkpointLockTimeoutMs: 0,
   snapshotLockTimeoutMs: 10_000,
-  maxBatchBytes: 32 * 1024 * 1024,
+  maxBatchBytes: 4 * 1024 * 1024,
 };
 
 export interface CaptureStats {
