@@ -4,11 +4,11 @@
  * archived redo), then apply it to a temporary file, verify, sync, rename. Incrementals are preferred over
  * redo: applying a set's pages once is cheaper than replaying every transaction they sum up.
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { existsSync, ftruncateSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { dirname, join, resolve } from 'node:path';
-import { RedoshipError, ioError } from '../error/index.js';
-import { Archive, fsyncDir, type Lsn } from '../redo/index.js';
+import { join, resolve } from 'node:path';
+import { RedoshipError } from '../error/index.js';
+import { Archive, applyRecords, buildFile, type Lsn } from '../redo/index.js';
 import { pageHash } from '../sqlite/index.js';
 import { decodePiece, pieceCorrupt } from './piece.js';
 import { Repo, type BackupManifest } from './repo.js';
@@ -98,16 +98,8 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
   if (o.preview) return { plan, path: null, pagesWritten: 0 };
 
   const pageSize = repo.identity.pageSize;
-  const tmp = `${to}.redoship-restore-${process.pid}`;
-  let fd: number;
-  try {
-    fd = openSync(tmp, 'wx+');
-  } catch (e) {
-    throw ioError('create', tmp, e);
-  }
   let pagesWritten = 0;
-  let done = false;
-  try {
+  await buildFile(to, async (fd) => {
     for (const set of chain) {
       const hashes = await repo.storage.get(`sets/${set.name}/${set.pageHashes.name}`);
       if (createHash('sha256').update(hashes).digest('hex') !== set.pageHashes.sha256) throw pieceCorrupt(`${set.name}/${set.pageHashes.name}`, 0, 'checksum mismatch');
@@ -129,40 +121,11 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
       ftruncateSync(fd, set.sizePages * pageSize);
     }
     if (target > chainEnd && archive) {
-      let size = chain[chain.length - 1]!.sizePages;
-      let expect = (chainEnd + 1n) as Lsn;
-      for (const rec of archive.records(expect, target as Lsn)) {
-        for (const [pgno, page] of rec.pages) {
-          writeSync(fd, page, 0, pageSize, (pgno - 1) * pageSize);
-          pagesWritten++;
-        }
-        if (rec.sizePages < size || rec.kind === 'base') ftruncateSync(fd, rec.sizePages * pageSize);
-        size = rec.sizePages;
-        expect = (rec.lsn + 1n) as Lsn;
-      }
-      if (expect <= target)
-        throw new RedoshipError('ARCHIVE_GAP', `the archive ends at LSN ${expect - 1n}, before the target ${target}`, `restore with --until-lsn ${expect - 1n}`);
-      ftruncateSync(fd, size * pageSize);
+      const before = pagesWritten;
+      applyRecords(fd, archive, (chainEnd + 1n) as Lsn, target as Lsn, pageSize, chain[chain.length - 1]!.sizePages, (_lsn, pages) => {
+        pagesWritten = before + pages;
+      });
     }
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, to);
-    fsyncDir(dirname(to));
-    done = true;
-  } catch (e) {
-    if (!done) {
-      try {
-        closeSync(fd);
-      } catch {
-        /* closed */
-      }
-      try {
-        unlinkSync(tmp);
-      } catch {
-        /* gone */
-      }
-    }
-    throw e instanceof RedoshipError ? e : ioError('write the restored database', tmp, e);
-  }
+  });
   return { plan, path: to, pagesWritten };
 }

@@ -15,7 +15,7 @@ export type {
   SegmentInfo,
 } from './types.js';
 export type { RecordMeta } from './segment-writer.js';
-export { restoreFromArchive } from './materialize.js';
+export { restoreFromArchive, buildFile, applyRecords } from './materialize.js';
 export type { RestoreOptions, RestoreResult } from './materialize.js';
 export { ArchiveCursor, ArchiveRecordReader } from './cursor.js';
 export type { CursorPart } from './cursor.js';

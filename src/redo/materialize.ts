@@ -62,6 +62,28 @@ export function restoreFromArchive(o: RestoreOptions): RestoreResult {
   if (baseLsn === null)
     throw new RedoshipError('TARGET_UNREACHABLE', `the archive has no base at or before LSN ${target}`, 'restore to a later LSN');
   const pageSize = archive.identity.pageSize;
+  let result!: RestoreResult;
+  buildFile(to, (fd) => {
+    let pagesWritten = 0;
+    const r = applyRecords(fd, archive, baseLsn, target, pageSize, 0, (lsn, pages) => {
+      pagesWritten = pages;
+      o.onProgress?.({ lsn, targetLsn: target, pages });
+    });
+    o.beforeRename?.(fd);
+    result = { path: to, lsn: r.lastLsn, baseLsn, records: r.records, pagesWritten, sizePages: r.sizePages, pageSize, commitTimeUs: r.commitTimeUs };
+  });
+  return result;
+}
+
+/**
+ * Builds a file offline: fill(fd) writes a temporary file beside `to`, which is then synced and renamed into
+ * place (and the directory synced). On any failure the temporary file is removed: `to` ends up holding the
+ * whole result or nothing. Non-Redoship errors become IO errors naming the file. fill may be async (pages read
+ * from a repository); buildFile then returns a promise.
+ */
+export function buildFile(to: string, fill: (fd: number) => void): void;
+export function buildFile(to: string, fill: (fd: number) => Promise<void>): Promise<void>;
+export function buildFile(to: string, fill: (fd: number) => void | Promise<void>): void | Promise<void> {
   const tmp = `${to}.redoship-restore-${process.pid}`;
   let fd: number;
   try {
@@ -69,51 +91,80 @@ export function restoreFromArchive(o: RestoreOptions): RestoreResult {
   } catch (e) {
     throw ioError('create', tmp, e);
   }
-  let done = false;
-  try {
-    let sizePages = 0;
-    let records = 0;
-    let pagesWritten = 0;
-    let last: { lsn: Lsn; commitTimeUs: bigint } | null = null;
-    for (const rec of archive.records(baseLsn, target)) {
-      for (const [pgno, page] of rec.pages) {
-        writeSync(fd, page, 0, pageSize, (pgno - 1) * pageSize);
-        pagesWritten++;
-      }
-      if (rec.sizePages < sizePages || rec.kind === 'base') ftruncateSync(fd, rec.sizePages * pageSize);
-      sizePages = rec.sizePages;
-      records++;
-      last = { lsn: rec.lsn, commitTimeUs: rec.commitTimeUs };
-      o.onProgress?.({ lsn: rec.lsn, targetLsn: target, pages: pagesWritten });
-    }
-    if (!last || last.lsn !== target)
-      throw new RedoshipError(
-        'ARCHIVE_GAP',
-        `the archive ends at LSN ${last?.lsn ?? baseLsn - 1n}, before the target LSN ${target}`,
-        `its last segment may be torn; restore with --until-lsn ${last?.lsn ?? baseLsn - 1n}`,
-      );
-    ftruncateSync(fd, sizePages * pageSize);
-    o.beforeRename?.(fd);
+  const finish = () => {
     fsyncSync(fd);
     closeSync(fd);
     renameSync(tmp, to);
     fsyncDir(dirname(to));
-    done = true;
-    return { path: to, lsn: last.lsn, baseLsn, records, pagesWritten, sizePages, pageSize, commitTimeUs: last.commitTimeUs };
-  } catch (e) {
-    if (!done) {
-      try {
-        closeSync(fd);
-      } catch {
-        /* already closed */
-      }
-      try {
-        unlinkSync(tmp);
-      } catch {
-        /* nothing to remove */
-      }
+  };
+  const fail = (e: unknown): never => {
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* nothing to remove */
     }
     if (e instanceof RedoshipError) throw e;
     throw ioError('write the restored database', tmp, e);
+  };
+  try {
+    const pending = fill(fd);
+    if (pending instanceof Promise)
+      return pending.then(
+        () => {
+          try {
+            finish();
+          } catch (e) {
+            fail(e);
+          }
+        },
+        fail,
+      );
+    finish();
+  } catch (e) {
+    fail(e);
   }
+}
+
+/**
+ * Applies the archive's records [from, to] to the file at fd (pages at their offsets; the file cut whenever a
+ * record shrinks the database, so a page that comes back can only hold what a later record wrote). startSize
+ * is the file's size in pages before. ARCHIVE_GAP when the archive ends before `to`.
+ */
+export function applyRecords(
+  fd: number,
+  archive: Archive,
+  from: Lsn,
+  to: Lsn,
+  pageSize: number,
+  startSize: number,
+  onRecord?: (lsn: Lsn, pagesWritten: number) => void,
+): { lastLsn: Lsn; commitTimeUs: bigint; sizePages: number; records: number } {
+  let sizePages = startSize;
+  let records = 0;
+  let pagesWritten = 0;
+  let last: { lsn: Lsn; commitTimeUs: bigint } | null = null;
+  for (const rec of archive.records(from, to)) {
+    for (const [pgno, page] of rec.pages) {
+      writeSync(fd, page, 0, pageSize, (pgno - 1) * pageSize);
+      pagesWritten++;
+    }
+    if (rec.sizePages < sizePages || rec.kind === 'base') ftruncateSync(fd, rec.sizePages * pageSize);
+    sizePages = rec.sizePages;
+    records++;
+    last = { lsn: rec.lsn, commitTimeUs: rec.commitTimeUs };
+    onRecord?.(rec.lsn, pagesWritten);
+  }
+  if (!last || last.lsn !== to)
+    throw new RedoshipError(
+      'ARCHIVE_GAP',
+      `the archive ends at LSN ${last?.lsn ?? from - 1n}, before the target LSN ${to}`,
+      `its last segment may be torn; restore with --until-lsn ${last?.lsn ?? from - 1n}`,
+    );
+  ftruncateSync(fd, sizePages * pageSize);
+  return { lastLsn: last.lsn, commitTimeUs: last.commitTimeUs, sizePages, records };
 }
