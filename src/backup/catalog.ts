@@ -88,3 +88,17 @@ export async function crosscheck(repo: Repo): Promise<Catalog> {
   await writeCatalog(repo, c);
   return c;
 }
+
+/**
+ * Copies a backup set, object by object, to another repository of the same database (RMAN: backup copies;
+ * DM8: backups of backups). The manifest goes last, so the copy counts only once it is whole.
+ */
+export async function copySet(from: Repo, to: Repo, name: string): Promise<void> {
+  const manifestKey = `sets/${name}/manifest.json`;
+  const keys: string[] = [];
+  for await (const o of from.storage.list(`sets/${name}/`)) if (o.key !== manifestKey) keys.push(o.key);
+  for (const k of keys) await to.storage.put(k, await from.storage.get(k));
+  const manifest = await from.storage.get(manifestKey);
+  await to.storage.put(manifestKey, manifest);
+  await catalogAdd(to, JSON.parse(manifest.toString('utf8')) as BackupManifest);
+}

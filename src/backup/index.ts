@@ -9,7 +9,7 @@ export type { BackupSource, TakeOptions } from './take.js';
 export { restoreFromRepo, planChain } from './restore.js';
 export type { RepoRestoreOptions, RepoRestoreResult, RestorePlan, PlanStep } from './restore.js';
 export type { Compression, CompressionSpec } from './piece.js';
-export { crosscheck, rebuildCatalog, readCatalog, catalogRemove } from './catalog.js';
+export { crosscheck, rebuildCatalog, readCatalog, catalogRemove, copySet } from './catalog.js';
 export type { Catalog, CatalogEntry } from './catalog.js';
 export { validateRepo } from './validate.js';
 export type { Validation, SetValidation } from './validate.js';

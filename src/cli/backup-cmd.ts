@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Repo, copyArchive, copySegment, crosscheck, mergeChain, rebuildCatalog, takeBackupSet, validateRepo, type BackupManifest, type CompressionSpec } from '../backup/index.js';
+import { Repo, copyArchive, copySegment, copySet, crosscheck, mergeChain, rebuildCatalog, takeBackupSet, validateRepo, type BackupManifest, type CompressionSpec } from '../backup/index.js';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
 import { startPrimary, type PrimaryHandle } from '../primary/index.js';
 import { Archive, isProcessAlive } from '../redo/index.js';
@@ -27,6 +27,8 @@ interface BackupRequest {
   readonly cumulative: boolean;
   readonly compression: CompressionSpec;
   readonly maxPieceBytes: number;
+  /** More repositories that get an identical copy of the set. */
+  readonly copies?: readonly string[];
 }
 
 type BackupResult = { ok: true; manifest: BackupManifest } | { ok: false; code: string; message: string; hint: string };
@@ -45,11 +47,14 @@ export function parseCompression(s: string): CompressionSpec {
 export async function backupInPrimary(handle: PrimaryHandle, req: BackupRequest): Promise<BackupManifest> {
   const repo = await Repo.openFor(req.repo, handle.archive.identity.databaseId, handle.archive.identity.pageSize);
   const snap = handle.backupSnapshot();
+  let manifest: BackupManifest;
   try {
-    return await takeBackupSet(repo, handle.archive, snap, { level: req.level, cumulative: req.cumulative, compression: req.compression, maxPieceBytes: req.maxPieceBytes });
+    manifest = await takeBackupSet(repo, handle.archive, snap, { level: req.level, cumulative: req.cumulative, compression: req.compression, maxPieceBytes: req.maxPieceBytes });
   } finally {
     snap.release();
   }
+  for (const c of req.copies ?? []) await copySet(repo, await Repo.openFor(c, repo.identity.databaseId, repo.identity.pageSize), manifest.name);
+  return manifest;
 }
 
 /** In a running primary: serve backup requests found in <archive>/requests. Returns a stop function. */
@@ -98,6 +103,7 @@ export interface BackupFlags {
   maxPieceSize: string;
   json?: boolean;
   deleteInput?: boolean;
+  copy?: string[];
 }
 
 async function mergeCommand(f: BackupFlags): Promise<void> {
@@ -129,6 +135,7 @@ export async function backupCommand(action: string | undefined, f: BackupFlags):
     cumulative: !!f.cumulative,
     compression: parseCompression(f.compress),
     maxPieceBytes: parseSize(f.maxPieceSize, '--max-piece-size'),
+    copies: (f.copy ?? []).map(resolveLocation),
   };
   const db = resolve(f.db);
   const lock = `${db}-redoship.lock`;

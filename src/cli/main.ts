@@ -133,6 +133,7 @@ export function buildProgram(): Command {
     .option('--cumulative', 'level 1 since the last level 0 (default: since the last level 0 or 1)')
     .option('--compress <alg[:level]>', 'zstd[:1-19], gzip[:1-9] or none', 'zstd:1')
     .option('--max-piece-size <size>', 'start a new piece past this size', '256MB')
+    .option('--copy <repo>', 'also write an identical copy of the set to this repository (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--delete-input', 'with archive: delete the copied segments from the archive (those before its latest base)')
     .option('--json', 'print the result as JSON')
     .addHelpText(

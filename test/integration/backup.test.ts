@@ -126,6 +126,28 @@ describe('backup sets', () => {
     c2.close();
   });
 
+  test('--copy writes identical sets to every destination; each restores alone', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const [repo, c1, c2] = ['backups', 'copy1', 'copy2'].map((n) => join(dir, n)) as [string, string, string];
+    makeDb(db);
+    await startWorkload(db, { seed: 1, count: 100 }).result();
+    const l0 = await backup(db, arch, repo, ['--copy', c1, '--copy', c2]);
+    await startWorkload(db, { seed: 2, count: 50 }).result();
+    const l1 = await backup(db, arch, repo, ['--level', '1', '--copy', c1, '--copy', c2]);
+    for (const r of [c1, c2]) {
+      for (const s of [l0, l1]) {
+        const names = readdirSync(join(repo, 'sets', s.name)).sort();
+        expect(readdirSync(join(r, 'sets', s.name)).sort()).toEqual(names);
+        for (const n of names) expect(readFileSync(join(r, 'sets', s.name, n)).equals(readFileSync(join(repo, 'sets', s.name, n)))).toBe(true);
+      }
+      const out = join(dir, `from-${r.split('/').pop()}.db`);
+      expect((await run(['restore', '--repo', r, '--to', out])).code).toBe(0);
+      expect(compareWithPrimary(db, out).differing).toEqual([]);
+    }
+  });
+
   test('bad input: level 1 with no level 0, another database, a damaged piece, a bad --compress', async () => {
     const dir = tempDir();
     const db = join(dir, 'app.db');
