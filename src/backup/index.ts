@@ -14,5 +14,6 @@ export type { Catalog, CatalogEntry } from './catalog.js';
 export { validateRepo } from './validate.js';
 export type { Validation, SetValidation } from './validate.js';
 export { mergeChain } from './merge.js';
+export { readKeyFile } from './key.js';
 export { copyArchive, copySegment } from './archive-copy.js';
 export type { ArchiveCopyResult } from './archive-copy.js';

@@ -9,8 +9,12 @@ import { Repo, type BackupManifest } from './repo.js';
 import { planChain } from './restore.js';
 import { writeSet } from './take.js';
 import { readCatalog } from './catalog.js';
+import { setKey } from './key.js';
 
-export async function mergeChain(location: string, o: { compression: CompressionSpec; maxPieceBytes: number }): Promise<{ manifest: BackupManifest; from: string[] }> {
+export async function mergeChain(
+  location: string,
+  o: { compression: CompressionSpec; maxPieceBytes: number; encryptionSecret?: Buffer },
+): Promise<{ manifest: BackupManifest; from: string[] }> {
   const repo = await Repo.open(location);
   const expired = new Set(((await readCatalog(repo))?.sets ?? []).filter((s) => s.status === 'expired').map((s) => s.name));
   const sets = (await repo.sets()).filter((s) => !expired.has(s.name));
@@ -21,7 +25,8 @@ export async function mergeChain(location: string, o: { compression: Compression
   const last = chain[chain.length - 1]!;
   const readSet = async (s: BackupManifest) => {
     const out: Array<readonly [number, Buffer]> = [];
-    for (const p of s.pieces) out.push(...decodePiece(`${s.name}/${p.name}`, await repo.storage.get(`sets/${s.name}/${p.name}`), s.pageSize));
+    const key = s.encryption ? setKey(s.name, s.encryption, o.encryptionSecret ?? null) : undefined;
+    for (const p of s.pieces) out.push(...decodePiece(`${s.name}/${p.name}`, await repo.storage.get(`sets/${s.name}/${p.name}`), s.pageSize, key));
     return out;
   };
   // The level 1s' pages (the newest image of each) in memory; the level 0 streamed piece by piece under them.
@@ -52,6 +57,8 @@ export async function mergeChain(location: string, o: { compression: Compression
     compression: o.compression,
     maxPieceBytes: o.maxPieceBytes,
     synthetic: true,
+    // Encrypted sets merge into an encrypted set, with the same secret.
+    ...(o.encryptionSecret && chain.some((s) => s.encryption) ? { encryptionSecret: o.encryptionSecret } : {}),
   });
   return { manifest, from: chain.map((s) => s.name) };
 }

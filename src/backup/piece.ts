@@ -2,7 +2,9 @@
  * BACKUP PIECE FORMAT, version 1. A piece holds page images of one backup set, in ascending pgno order.
  * Integers big-endian.
  *
- * Header, 16 bytes:   0 magic 'RDPC'   4 version (1)   8 compression (0 none, 1 gzip, 2 zstd)   12 zero
+ * Header, 16 bytes:   0 magic 'RDPC'   4 version (1)   8 compression (0 none, 1 gzip, 2 zstd)   12 flags
+ *                     (bit 0: chunks are encrypted: their stored bytes are a 12-byte nonce, the AES-256-GCM
+ *                     ciphertext of the compressed bytes, and the 16-byte tag)
  * Then chunks, back to back:
  *    0  4  stored length N (bytes that follow the 12-byte chunk header)
  *    4  4  CRC-32 of those N bytes
@@ -12,8 +14,9 @@
  * Invariants: (1) page numbers ascend within a chunk and across chunks; (2) a chunk is valid iff its length is
  * bounded, its CRC matches and it decompresses to exactly 4*C + C*pageSize bytes; (3) the piece ends exactly
  * after its last chunk (a truncated piece is damage, detected by the reader and by the manifest's piece
- * checksum). Encryption, when it comes, wraps whole chunks (AES-256-GCM), above this format.
+ * checksum). The CRC covers the stored (encrypted) bytes: damage is told from a wrong key.
  */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { crc32, gunzipSync, gzipSync } from 'node:zlib';
 import { Compressor, decompress as zstdDecompress } from 'zstd-napi';
 import { RedoshipError } from '../error/index.js';
@@ -50,22 +53,31 @@ export interface CompressionSpec {
   readonly level: number;
 }
 
-export function pieceHeader(c: CompressionSpec): Buffer {
+export function pieceHeader(c: CompressionSpec, encrypted = false): Buffer {
   const b = Buffer.alloc(PIECE_HEADER_BYTES);
   b.writeUInt32BE(PIECE_MAGIC, 0);
   b.writeUInt32BE(PIECE_VERSION, 4);
   b.writeUInt32BE(COMPRESSION_CODE[c.algorithm], 8);
+  b.writeUInt32BE(encrypted ? 1 : 0, 12);
   return b;
 }
 
+function encrypt(key: Buffer, plain: Buffer): Buffer {
+  const nonce = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', key, nonce);
+  const body = Buffer.concat([c.update(plain), c.final()]);
+  return Buffer.concat([nonce, body, c.getAuthTag()]);
+}
+
 /** One chunk: the pages (ascending, each pageSize bytes) framed and compressed. */
-export function encodeChunk(pages: ReadonlyArray<readonly [number, Uint8Array]>, pageSize: number, c: CompressionSpec): Buffer {
+export function encodeChunk(pages: ReadonlyArray<readonly [number, Uint8Array]>, pageSize: number, c: CompressionSpec, key?: Buffer): Buffer {
   const raw = Buffer.allocUnsafe(pages.length * (4 + pageSize));
   pages.forEach(([pgno, page], i) => {
     raw.writeUInt32BE(pgno, i * 4);
     raw.set(page, pages.length * 4 + i * pageSize);
   });
-  const stored = c.algorithm === 'gzip' ? gzipSync(raw, { level: c.level }) : c.algorithm === 'zstd' ? zstd(raw, c.level) : raw;
+  const compressed = c.algorithm === 'gzip' ? gzipSync(raw, { level: c.level }) : c.algorithm === 'zstd' ? zstd(raw, c.level) : raw;
+  const stored = key ? encrypt(key, compressed) : compressed;
   const head = Buffer.alloc(CHUNK_HEADER_BYTES);
   head.writeUInt32BE(stored.length, 0);
   head.writeUInt32BE(crc32(stored), 4);
@@ -82,11 +94,15 @@ export function pieceCorrupt(name: string, offset: number, why: string): Redoshi
 }
 
 /** Decodes a whole piece into its pages, checking everything. Throws ARCHIVE_CORRUPT naming the piece. */
-export function decodePiece(name: string, buf: Buffer, pageSize: number): Array<readonly [number, Buffer]> {
+export function decodePiece(name: string, buf: Buffer, pageSize: number, key?: Buffer): Array<readonly [number, Buffer]> {
   if (buf.length < PIECE_HEADER_BYTES || buf.readUInt32BE(0) !== PIECE_MAGIC) throw pieceCorrupt(name, 0, 'not a redoship backup piece');
   if (buf.readUInt32BE(4) !== PIECE_VERSION) throw pieceCorrupt(name, 4, `piece format version ${buf.readUInt32BE(4)}`);
   const algorithm = CODE_COMPRESSION[buf.readUInt32BE(8)];
   if (!algorithm) throw pieceCorrupt(name, 8, `unknown compression ${buf.readUInt32BE(8)}`);
+  const flags = buf.readUInt32BE(12);
+  if (flags > 1) throw pieceCorrupt(name, 12, `unknown flags ${flags}`);
+  const encrypted = flags === 1;
+  if (encrypted && !key) throw new RedoshipError('WRONG_KEY', `backup piece ${name} is encrypted`, 'give the key file it was made with: --encrypt-key-file FILE');
   const out: Array<readonly [number, Buffer]> = [];
   let off = PIECE_HEADER_BYTES;
   let lastPgno = 0;
@@ -94,19 +110,30 @@ export function decodePiece(name: string, buf: Buffer, pageSize: number): Array<
     if (off + CHUNK_HEADER_BYTES > buf.length) throw pieceCorrupt(name, off, 'the piece ends inside a chunk header');
     const len = buf.readUInt32BE(off);
     const count = buf.readUInt32BE(off + 8);
-    const maxStored = MAX_CHUNK_PAGES * (4 + pageSize) + 65536;
+    const maxStored = MAX_CHUNK_PAGES * (4 + pageSize) + 65536 + 28;
     if (len > maxStored || count === 0 || count > MAX_CHUNK_PAGES) throw pieceCorrupt(name, off, `chunk claims ${len} bytes, ${count} pages`);
     if (off + CHUNK_HEADER_BYTES + len > buf.length) throw pieceCorrupt(name, off, 'the piece ends inside a chunk (truncated)');
     const stored = buf.subarray(off + CHUNK_HEADER_BYTES, off + CHUNK_HEADER_BYTES + len);
     if (crc32(stored) !== buf.readUInt32BE(off + 4)) throw pieceCorrupt(name, off, 'chunk checksum mismatch');
     let raw: Buffer;
+    let plain: Buffer = stored;
+    if (encrypted) {
+      if (stored.length < 28) throw pieceCorrupt(name, off, 'an encrypted chunk shorter than its nonce and tag');
+      try {
+        const d = createDecipheriv('aes-256-gcm', key!, stored.subarray(0, 12));
+        d.setAuthTag(stored.subarray(stored.length - 16));
+        plain = Buffer.concat([d.update(stored.subarray(12, stored.length - 16)), d.final()]);
+      } catch {
+        throw new RedoshipError('WRONG_KEY', `backup piece ${name} does not decrypt at byte ${off} (the CRC matched: the key is wrong)`, 'give the key file the set was made with');
+      }
+    }
     try {
       raw =
         algorithm === 'gzip'
-          ? gunzipSync(stored, { maxOutputLength: count * (4 + pageSize) })
+          ? gunzipSync(plain, { maxOutputLength: count * (4 + pageSize) })
           : algorithm === 'zstd'
-            ? zstdDecompress(stored)
-            : stored;
+            ? zstdDecompress(plain)
+            : plain;
     } catch (e) {
       throw pieceCorrupt(name, off, `chunk does not decompress (${(e as Error).message})`);
     }

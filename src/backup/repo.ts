@@ -19,6 +19,7 @@
 import { RedoshipError } from '../error/index.js';
 import { createStorage, openStorage, type Storage } from '../storage/index.js';
 import type { Compression } from './piece.js';
+import type { SetEncryption } from './key.js';
 
 export interface PieceInfo {
   readonly name: string;
@@ -47,7 +48,8 @@ export interface BackupManifest {
   readonly sizePages: number;
   readonly pages: number;
   readonly compression: { readonly algorithm: Compression; readonly level: number };
-  readonly encryption: null;
+  /** null, or how the set's pieces are encrypted (key.ts). */
+  readonly encryption: SetEncryption | null;
   readonly pieces: readonly PieceInfo[];
   readonly pageHashes: { readonly name: string; readonly sha256: string };
 }

@@ -13,6 +13,7 @@ import { pageHash } from '../sqlite/index.js';
 import { decodePiece, pieceCorrupt } from './piece.js';
 import { Repo, type BackupManifest } from './repo.js';
 import { readCatalog } from './catalog.js';
+import { setKey } from './key.js';
 
 export interface RepoRestoreOptions {
   readonly repo: string;
@@ -23,6 +24,8 @@ export interface RepoRestoreOptions {
   readonly untilTime?: Date;
   /** Plan only: read no data, write nothing. */
   readonly preview?: boolean;
+  /** The secret of encrypted sets (their key file's contents). */
+  readonly encryptionSecret?: Buffer;
   readonly onProgress?: (p: { step: string; pages: number }) => void;
 }
 
@@ -101,6 +104,7 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
   let pagesWritten = 0;
   await buildFile(to, async (fd) => {
     for (const set of chain) {
+      const key = set.encryption ? setKey(set.name, set.encryption, o.encryptionSecret ?? null) : undefined;
       const hashes = await repo.storage.get(`sets/${set.name}/${set.pageHashes.name}`);
       if (createHash('sha256').update(hashes).digest('hex') !== set.pageHashes.sha256) throw pieceCorrupt(`${set.name}/${set.pageHashes.name}`, 0, 'checksum mismatch');
       let i = 0;
@@ -108,7 +112,7 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
         const body = await repo.storage.get(`sets/${set.name}/${p.name}`);
         if (body.length !== p.bytes || createHash('sha256').update(body).digest('hex') !== p.sha256)
           throw pieceCorrupt(`${set.name}/${p.name}`, 0, body.length !== p.bytes ? `it is ${body.length} bytes, the manifest says ${p.bytes}` : 'checksum mismatch');
-        for (const [pgno, page] of decodePiece(`${set.name}/${p.name}`, body, pageSize)) {
+        for (const [pgno, page] of decodePiece(`${set.name}/${p.name}`, body, pageSize, key)) {
           if (!pageHash(pgno, page).equals(hashes.subarray(i * 16, i * 16 + 16)))
             throw pieceCorrupt(`${set.name}/${p.name}`, 0, `page ${pgno} does not match its recorded hash`);
           i++;

@@ -13,6 +13,7 @@ import { pageHash } from '../sqlite/index.js';
 import { MAX_CHUNK_PAGES, encodeChunk, pieceHeader, type CompressionSpec } from './piece.js';
 import type { BackupManifest, PieceInfo, Repo } from './repo.js';
 import { catalogAdd } from './catalog.js';
+import { newSetKey } from './key.js';
 
 export interface BackupSource {
   readonly lsn: Lsn;
@@ -30,6 +31,8 @@ export interface TakeOptions {
   readonly compression: CompressionSpec;
   /** Start a new piece once one holds this many bytes. */
   readonly maxPieceBytes: number;
+  /** Encrypt the pieces with a key derived from this secret (AES-256-GCM). */
+  readonly encryptionSecret?: Buffer;
   readonly onProgress?: (p: { pages: number; total: number }) => void;
 }
 
@@ -73,6 +76,7 @@ export async function takeBackupSet(repo: Repo, archive: Archive, src: BackupSou
     pageCount: pgnos ? pgnos.length : src.sizePages,
     compression: o.compression,
     maxPieceBytes: o.maxPieceBytes,
+    ...(o.encryptionSecret ? { encryptionSecret: o.encryptionSecret } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
   });
 }
@@ -91,6 +95,7 @@ export interface SetContent {
   readonly compression: CompressionSpec;
   readonly maxPieceBytes: number;
   readonly synthetic?: boolean;
+  readonly encryptionSecret?: Buffer;
   readonly onProgress?: (p: { pages: number; total: number }) => void;
 }
 
@@ -100,6 +105,7 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
   const src = { pageSize: c.pageSize, lsn: c.endLsn, commitTimeUs: c.commitTimeUs, sizePages: c.sizePages };
   const parent = c.parent;
   const name = setName(c.endLsn, c.level, c.cumulative, new Date());
+  const enc = c.encryptionSecret ? newSetKey(c.encryptionSecret) : null;
   const prefix = `sets/${name}`;
   const pieces: PieceInfo[] = [];
   const hashes: Buffer[] = [];
@@ -112,7 +118,7 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
   const totalWanted = c.pageCount;
   const flushPiece = async () => {
     if (piecePages === 0) return;
-    const body = Buffer.concat([pieceHeader(o.compression), ...piece]);
+    const body = Buffer.concat([pieceHeader(o.compression, enc !== null), ...piece]);
     const pname = `piece-${String(pieces.length).padStart(5, '0')}`;
     await repo.storage.put(`${prefix}/${pname}`, body);
     pieces.push({ name: pname, bytes: body.length, sha256: createHash('sha256').update(body).digest('hex'), pages: piecePages, firstPgno: first, lastPgno: last });
@@ -123,7 +129,7 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
   let chunk: Array<readonly [number, Uint8Array]> = [];
   const flushChunk = async () => {
     if (chunk.length === 0) return;
-    const encoded = encodeChunk(chunk, src.pageSize, o.compression);
+    const encoded = encodeChunk(chunk, src.pageSize, o.compression, enc?.key);
     if (piecePages === 0) first = chunk[0]![0];
     last = chunk[chunk.length - 1]![0];
     piece.push(encoded);
@@ -162,7 +168,7 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
     sizePages: src.sizePages,
     pages: total,
     compression: { algorithm: o.compression.algorithm, level: o.compression.level },
-    encryption: null,
+    encryption: enc?.encryption ?? null,
     pieces,
     pageHashes: { name: 'page-hashes', sha256: createHash('sha256').update(hashBody).digest('hex') },
   };

@@ -15,6 +15,7 @@ import { pageHash } from '../sqlite/index.js';
 import { decodePiece } from './piece.js';
 import { Repo, type BackupManifest } from './repo.js';
 import { planChain, restoreFromRepo } from './restore.js';
+import { setKey } from './key.js';
 
 export interface SetValidation {
   readonly name: string;
@@ -30,8 +31,14 @@ export interface Validation {
   readonly ok: boolean;
 }
 
-async function validateSet(repo: Repo, m: BackupManifest): Promise<SetValidation> {
+async function validateSet(repo: Repo, m: BackupManifest, secret: Buffer | null): Promise<SetValidation> {
   const problems: string[] = [];
+  let key: Buffer | undefined;
+  try {
+    key = m.encryption ? setKey(m.name, m.encryption, secret) : undefined;
+  } catch (e) {
+    return { name: m.name, ok: false, pages: 0, bytes: 0, problems: [(e as Error).message] };
+  }
   let pages = 0;
   let bytes = 0;
   let hashes: Buffer | null = null;
@@ -53,7 +60,7 @@ async function validateSet(repo: Repo, m: BackupManifest): Promise<SetValidation
     if (body.length !== p.bytes) problems.push(`${p.name}: ${body.length} bytes, the manifest says ${p.bytes} (truncated?)`);
     else if (createHash('sha256').update(body).digest('hex') !== p.sha256) problems.push(`${p.name}: SHA-256 mismatch`);
     try {
-      for (const [pgno, page] of decodePiece(`${m.name}/${p.name}`, body, m.pageSize)) {
+      for (const [pgno, page] of decodePiece(`${m.name}/${p.name}`, body, m.pageSize, key)) {
         if (hashes && !pageHash(pgno, page).equals(hashes.subarray(pages * 16, pages * 16 + 16))) problems.push(`${p.name}: page ${pgno} does not match its recorded hash`);
         pages++;
       }
@@ -65,11 +72,11 @@ async function validateSet(repo: Repo, m: BackupManifest): Promise<SetValidation
   return { name: m.name, ok: problems.length === 0, pages, bytes, problems };
 }
 
-export async function validateRepo(location: string, o: { restoreTest: boolean }): Promise<Validation> {
+export async function validateRepo(location: string, o: { restoreTest: boolean; encryptionSecret?: Buffer }): Promise<Validation> {
   const repo = await Repo.open(location);
   const sets = await repo.sets();
   const results: SetValidation[] = [];
-  for (const m of sets) results.push(await validateSet(repo, m));
+  for (const m of sets) results.push(await validateSet(repo, m, o.encryptionSecret ?? null));
   let restoreTest: Validation['restoreTest'] = null;
   if (o.restoreTest && sets.length > 0) {
     const good = sets.filter((s) => results.find((r) => r.name === s.name)?.ok);
@@ -79,14 +86,14 @@ export async function validateRepo(location: string, o: { restoreTest: boolean }
     const dir = mkdtempSync(join(tmpdir(), 'redoship-restore-test-'));
     try {
       const out = join(dir, 'test.db');
-      await restoreFromRepo({ repo: location, to: out, untilLsn: BigInt(chain[chain.length - 1]!.endLsn) });
+      await restoreFromRepo({ repo: location, to: out, untilLsn: BigInt(chain[chain.length - 1]!.endLsn), ...(o.encryptionSecret ? { encryptionSecret: o.encryptionSecret } : {}) });
       // Expected page hashes: the level 0's, overlaid by each level 1's, cut to the final size.
       const expected = new Map<number, Buffer>();
       for (const s of chain) {
         const hashes = await repo.storage.get(`sets/${s.name}/${s.pageHashes.name}`);
         let i = 0;
         for (const p of s.pieces)
-          for (const [pgno] of decodePiece(`${s.name}/${p.name}`, await repo.storage.get(`sets/${s.name}/${p.name}`), s.pageSize))
+          for (const [pgno] of decodePiece(`${s.name}/${p.name}`, await repo.storage.get(`sets/${s.name}/${p.name}`), s.pageSize, s.encryption ? setKey(s.name, s.encryption, o.encryptionSecret ?? null) : undefined))
             expected.set(pgno, hashes.subarray(i * 16, ++i * 16));
       }
       const size = chain[chain.length - 1]!.sizePages;

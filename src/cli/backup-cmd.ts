@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Repo, copyArchive, copySegment, copySet, crosscheck, mergeChain, rebuildCatalog, takeBackupSet, validateRepo, type BackupManifest, type CompressionSpec } from '../backup/index.js';
+import { Repo, copyArchive, copySegment, copySet, readKeyFile, crosscheck, mergeChain, rebuildCatalog, takeBackupSet, validateRepo, type BackupManifest, type CompressionSpec } from '../backup/index.js';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
 import { startPrimary, type PrimaryHandle } from '../primary/index.js';
 import { Archive, isProcessAlive } from '../redo/index.js';
@@ -29,6 +29,8 @@ interface BackupRequest {
   readonly maxPieceBytes: number;
   /** More repositories that get an identical copy of the set. */
   readonly copies?: readonly string[];
+  /** Path of the key file: the primary reads it (the secret itself never goes through the request file). */
+  readonly encryptKeyFile?: string;
 }
 
 type BackupResult = { ok: true; manifest: BackupManifest } | { ok: false; code: string; message: string; hint: string };
@@ -49,7 +51,13 @@ export async function backupInPrimary(handle: PrimaryHandle, req: BackupRequest)
   const snap = handle.backupSnapshot();
   let manifest: BackupManifest;
   try {
-    manifest = await takeBackupSet(repo, handle.archive, snap, { level: req.level, cumulative: req.cumulative, compression: req.compression, maxPieceBytes: req.maxPieceBytes });
+    manifest = await takeBackupSet(repo, handle.archive, snap, {
+      level: req.level,
+      cumulative: req.cumulative,
+      compression: req.compression,
+      maxPieceBytes: req.maxPieceBytes,
+      ...(req.encryptKeyFile ? { encryptionSecret: readKeyFile(req.encryptKeyFile) } : {}),
+    });
   } finally {
     snap.release();
   }
@@ -104,11 +112,16 @@ export interface BackupFlags {
   json?: boolean;
   deleteInput?: boolean;
   copy?: string[];
+  encryptKeyFile?: string;
 }
 
 async function mergeCommand(f: BackupFlags): Promise<void> {
   if (!f.repo) throw new RedoshipError('USAGE', 'backup merge needs --repo', 'example: redoship backup merge --repo ./backups');
-  const { manifest, from } = await mergeChain(f.repo, { compression: parseCompression(f.compress), maxPieceBytes: parseSize(f.maxPieceSize, '--max-piece-size') });
+  const { manifest, from } = await mergeChain(f.repo, {
+    compression: parseCompression(f.compress),
+    maxPieceBytes: parseSize(f.maxPieceSize, '--max-piece-size'),
+    ...(f.encryptKeyFile ? { encryptionSecret: readKeyFile(f.encryptKeyFile) } : {}),
+  });
   if (f.json) process.stdout.write(toJson({ manifest, from }) + '\n');
   else process.stdout.write(`synthetic level 0 ${manifest.name} at LSN ${manifest.endLsn}, ${manifest.pages} pages, merged from ${from.join(' + ')}\n`);
 }
@@ -136,7 +149,9 @@ export async function backupCommand(action: string | undefined, f: BackupFlags):
     compression: parseCompression(f.compress),
     maxPieceBytes: parseSize(f.maxPieceSize, '--max-piece-size'),
     copies: (f.copy ?? []).map(resolveLocation),
+    ...(f.encryptKeyFile ? { encryptKeyFile: resolve(f.encryptKeyFile) } : {}),
   };
+  if (f.encryptKeyFile) readKeyFile(f.encryptKeyFile); // refuse a missing or empty key file before anything
   const db = resolve(f.db);
   const lock = `${db}-redoship.lock`;
   const holder = existsSync(lock) ? parseInt(readFileSync(lock, 'utf8'), 10) : NaN;
@@ -191,8 +206,8 @@ export async function listCommand(f: { repo: string; json?: boolean }): Promise<
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-export async function validateCommand(f: { repo: string; restoreTest?: boolean; json?: boolean }): Promise<void> {
-  const v = await validateRepo(f.repo, { restoreTest: !!f.restoreTest });
+export async function validateCommand(f: { repo: string; restoreTest?: boolean; json?: boolean; encryptKeyFile?: string }): Promise<void> {
+  const v = await validateRepo(f.repo, { restoreTest: !!f.restoreTest, ...(f.encryptKeyFile ? { encryptionSecret: readKeyFile(f.encryptKeyFile) } : {}) });
   if (f.json) process.stdout.write(toJson(v) + '\n');
   else {
     const lines: string[] = [];

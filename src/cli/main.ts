@@ -115,6 +115,7 @@ export function buildProgram(): Command {
     .option('--until-lsn <n>', 'stop after this LSN')
     .option('--until-time <iso>', 'stop after the last transaction committed at or before this time')
     .option('--preview', 'with --repo: print the plan, read no data')
+    .option('--encrypt-key-file <file>', 'the key file of encrypted backup sets')
     .option('--json', 'print the result as JSON')
     .addHelpText(
       'after',
@@ -133,6 +134,7 @@ export function buildProgram(): Command {
     .option('--cumulative', 'level 1 since the last level 0 (default: since the last level 0 or 1)')
     .option('--compress <alg[:level]>', 'zstd[:1-19], gzip[:1-9] or none', 'zstd:1')
     .option('--max-piece-size <size>', 'start a new piece past this size', '256MB')
+    .option('--encrypt-key-file <file>', 'encrypt the pieces (AES-256-GCM) with a key derived from this file; restore needs it')
     .option('--copy <repo>', 'also write an identical copy of the set to this repository (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--delete-input', 'with archive: delete the copied segments from the archive (those before its latest base)')
     .option('--json', 'print the result as JSON')
@@ -152,6 +154,7 @@ export function buildProgram(): Command {
     .description('read every piece of every backup set and check every checksum; --restore-test also restores and checks it')
     .requiredOption('--repo <dir>', 'the backup repository')
     .option('--restore-test', 'restore the newest chain to a temporary file: integrity_check and page hashes')
+    .option('--encrypt-key-file <file>', 'the key file of encrypted backup sets')
     .option('--json', 'print JSON')
     .addHelpText('after', example('npx redoship validate --repo ./backups --restore-test'))
     .action(validateCommand);

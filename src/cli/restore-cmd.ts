@@ -1,8 +1,8 @@
-import { restoreFromArchive, restoreFromRepo } from '../backup/index.js';
+import { readKeyFile, restoreFromArchive, restoreFromRepo } from '../backup/index.js';
 import { RedoshipError } from '../error/index.js';
 import { formatBytes, formatTimeUs, parseLsn, parseTime, toJson } from './units.js';
 
-export async function restoreCommand(f: { archive?: string; repo?: string; to: string; untilLsn?: string; untilTime?: string; json?: boolean; preview?: boolean }): Promise<void> {
+export async function restoreCommand(f: { archive?: string; repo?: string; to: string; untilLsn?: string; untilTime?: string; json?: boolean; preview?: boolean; encryptKeyFile?: string }): Promise<void> {
   if (f.repo) return restoreRepo(f);
   if (!f.archive) throw new RedoshipError('USAGE', 'restore needs --archive or --repo', 'example: redoship restore --archive ./arch --to out.db');
   if (f.preview) throw new RedoshipError('USAGE', '--preview goes with --repo', 'an archive restore is always base + redo');
@@ -31,7 +31,7 @@ export async function restoreCommand(f: { archive?: string; repo?: string; to: s
     );
 }
 
-async function restoreRepo(f: { archive?: string; repo?: string; to: string; untilLsn?: string; untilTime?: string; json?: boolean; preview?: boolean }): Promise<void> {
+async function restoreRepo(f: { archive?: string; repo?: string; to: string; untilLsn?: string; untilTime?: string; json?: boolean; preview?: boolean; encryptKeyFile?: string }): Promise<void> {
   const tty = process.stderr.isTTY && !f.json;
   const r = await restoreFromRepo({
     repo: f.repo!,
@@ -40,6 +40,7 @@ async function restoreRepo(f: { archive?: string; repo?: string; to: string; unt
     ...(f.untilLsn !== undefined ? { untilLsn: parseLsn(f.untilLsn, '--until-lsn') } : {}),
     ...(f.untilTime !== undefined ? { untilTime: parseTime(f.untilTime, '--until-time') } : {}),
     preview: !!f.preview,
+    ...(f.encryptKeyFile ? { encryptionSecret: readKeyFile(f.encryptKeyFile) } : {}),
     ...(tty ? { onProgress: (p: { step: string; pages: number }) => process.stderr.write(`\rrestoring: ${p.step}, ${p.pages} pages written`) } : {}),
   });
   if (tty && !f.preview) process.stderr.write('\n');

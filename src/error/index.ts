@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   TARGET_EXISTS: 30, // a restore target already exists
   TARGET_UNREACHABLE: 31, // the requested LSN or time is not in the archive
   NOT_FOUND: 32, // an object the repository should hold is missing
+  WRONG_KEY: 33, // an encrypted backup set and no key, or another key
   IO: 40, // the file system refused (full disk, permissions)
   PEER_REFUSED: 41, // the other side of a redo connection refused us, or failed to prove the secret
   PEER_UNREACHABLE: 42,

@@ -148,6 +148,42 @@ describe('backup sets', () => {
     }
   });
 
+  test('encrypted sets (AES-256-GCM): restore and validate with the key; no key or a wrong key is one clear error', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const repo = join(dir, 'backups');
+    const key = join(dir, 'backup.key');
+    const wrong = join(dir, 'wrong.key');
+    writeFileSync(key, 'correct horse battery staple\n');
+    writeFileSync(wrong, 'incorrect horse\n');
+    makeDb(db);
+    const marker = Buffer.from('PLAINTEXT-MARKER-'.repeat(20));
+    const app = new Database(db);
+    app.prepare('INSERT INTO t (k, v) VALUES (?, ?)').run(1, marker);
+    app.close();
+    const l0 = await backup(db, arch, repo, ['--encrypt-key-file', key, '--compress', 'none']);
+    await startWorkload(db, { seed: 1, count: 40 }).result();
+    await backup(db, arch, repo, ['--level', '1', '--encrypt-key-file', key]);
+    const piece = readFileSync(join(repo, 'sets', l0.name, 'piece-00000'));
+    expect(piece.includes(marker.subarray(0, 40))).toBe(false); // not stored in the clear, even uncompressed
+    const out = join(dir, 'out.db');
+    let r = await run(['restore', '--repo', repo, '--to', out]);
+    expect(r.code).toBe(33);
+    expect(r.stderr).toMatch(/backup set \d+-L0-\w+ is encrypted\n {2}hint: give the key file/);
+    r = await run(['restore', '--repo', repo, '--to', out, '--encrypt-key-file', wrong]);
+    expect(r.code).toBe(33);
+    expect(r.stderr).toMatch(/does not open backup set/);
+    expect(readdirSync(dir).filter((n) => n.startsWith('out.db'))).toEqual([]);
+    r = await run(['restore', '--repo', repo, '--to', out, '--encrypt-key-file', key]);
+    expect(r.code, r.stderr).toBe(0);
+    const cmp = compareWithPrimary(db, out);
+    expect(cmp.differing).toEqual([]);
+    expect(cmp.rowsEqual).toBe(true);
+    const v = await run(['validate', '--repo', repo, '--restore-test', '--encrypt-key-file', key]);
+    expect(v.code, v.stdout).toBe(0);
+  });
+
   test('bad input: level 1 with no level 0, another database, a damaged piece, a bad --compress', async () => {
     const dir = tempDir();
     const db = join(dir, 'app.db');
