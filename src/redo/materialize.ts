@@ -6,7 +6,8 @@
  * Page images are applied in LSN order; when a record shrinks the database the file is cut at once, so a
  * page that later comes back can only hold what a later record wrote.
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { RedoshipError, ioError } from '../error/index.js';
 import { Archive } from './archive.js';
@@ -93,6 +94,7 @@ export function buildFile(to: string, fill: (fd: number) => void | Promise<void>
   }
   const finish = () => {
     fsyncSync(fd);
+    checkIntegrity(tmp);
     closeSync(fd);
     renameSync(tmp, to);
     fsyncDir(dirname(to));
@@ -128,6 +130,27 @@ export function buildFile(to: string, fill: (fd: number) => void | Promise<void>
   } catch (e) {
     fail(e);
   }
+}
+
+/**
+ * SQLite's own PRAGMA integrity_check on a restored file before it is put in place (DESIGN.md Backups:
+ * restore verifies). Its -wal/-shm, made by opening it, are removed again. ARCHIVE_CORRUPT when not ok.
+ */
+export function checkIntegrity(path: string): void {
+  const db = new Database(path);
+  let result: string[];
+  try {
+    result = db.prepare('PRAGMA integrity_check').pluck().all() as string[];
+  } finally {
+    db.close();
+    for (const side of ['-wal', '-shm']) rmSync(path + side, { force: true });
+  }
+  if (result.join() !== 'ok')
+    throw new RedoshipError(
+      'ARCHIVE_CORRUPT',
+      `the restored database fails SQLite's integrity_check: ${result.slice(0, 3).join('; ')}`,
+      'the backup or archive holds damage its checksums did not catch: run `redoship validate`/`archive verify`, restore from another copy',
+    );
 }
 
 /**
