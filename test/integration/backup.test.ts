@@ -16,9 +16,11 @@ async function backup(db: string, arch: string, repo: string, extra: string[] = 
   return JSON.parse(r.stdout) as { name: string; level: number; endLsn: string; pages: number; sizePages: number; parent: string | null };
 }
 
+let restores = 0;
 async function sameAsArchiveAt(dir: string, arch: string, repo: string, lsn: string, useArchive: boolean) {
-  const a = join(dir, `a-${lsn}-${useArchive}.db`);
-  const b = join(dir, `b-${lsn}-${useArchive}.db`);
+  const n = restores++; // two sets may share an LSN (no write between them)
+  const a = join(dir, `a-${n}-${lsn}.db`);
+  const b = join(dir, `b-${n}-${lsn}.db`);
   const ra = await run(['restore', '--archive', arch, '--to', a, '--until-lsn', lsn]);
   expect(ra.code, ra.stderr).toBe(0);
   const r = await run(['restore', '--repo', repo, ...(useArchive ? ['--archive', arch] : []), '--to', b, '--until-lsn', lsn]);
