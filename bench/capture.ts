@@ -43,6 +43,7 @@ import { restoreFromArchive } from '../src/backup/index.js';
 import { WORKLOAD_SCRIPT, createSchema } from '../src/drill/index.js';
 import { STATUS_FILE, startPrimary, type CaptureEvent, type PrimaryHandle, type PrimaryStatus } from '../src/primary/index.js';
 import { Archive } from '../src/redo/index.js';
+import { CLK_TCK, clockCheck, cpuSeconds, newDatabase, num, percentile, psiSome, setting } from './common.js';
 
 // ---------------------------------------------------------------------------------------------- settings
 
@@ -50,23 +51,6 @@ const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 const BIN = join(ROOT, 'bin', 'redoship');
 const MiB = 1024 * 1024;
 
-function setting(flag: string, env: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${flag}`);
-  if (i >= 0) {
-    const v = process.argv[i + 1];
-    if (v === undefined || v.startsWith('--')) return '1';
-    return v;
-  }
-  return process.env[env] ?? dflt;
-}
-function num(flag: string, env: string, dflt: number): number {
-  const v = Number(setting(flag, env, String(dflt)));
-  if (!Number.isFinite(v) || v < 0) {
-    process.stderr.write(`bench: --${flag} / ${env} must be a number >= 0\n`);
-    process.exit(2);
-  }
-  return v;
-}
 
 const cfg = {
   durationMs: num('duration-ms', 'BENCH_DURATION_MS', 5000),
@@ -92,10 +76,6 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Wall clock in µs, computed exactly as the workload process computes its commit times. */
 const nowUs = () => (performance.timeOrigin + performance.now()) * 1000;
 
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const n = s.length;
@@ -157,29 +137,8 @@ async function workload(db: string, extra: string[]): Promise<WorkloadResult> {
   return JSON.parse(line) as WorkloadResult;
 }
 
-/** A new database holding the workload's schema, in WAL mode, with no -wal left. */
-function newDatabase(dir: string): string {
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, 'app.db');
-  const d = new Database(path);
-  d.pragma('journal_mode = WAL');
-  createSchema(d);
-  d.close();
-  return path;
-}
 
 /** CPU seconds (user + system) a process has used so far, from /proc; NaN when unreadable. */
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // fields 14 and 15: utime, stime
-  } catch {
-    return NaN;
-  }
-}
 
 /**
  * CPU used on this machine by processes other than this benchmark's (other users' work, and kernel threads
@@ -192,13 +151,6 @@ interface CpuSnap {
   /** Pressure stall totals (µs): some task waited for CPU / for I/O. NaN without PSI. */
   cpuStallUs: number;
   ioStallUs: number;
-}
-function psiSome(kind: 'cpu' | 'io'): number {
-  try {
-    return Number(/^some .*total=(\d+)/m.exec(readFileSync(`/proc/pressure/${kind}`, 'utf8'))?.[1] ?? NaN);
-  } catch {
-    return NaN;
-  }
 }
 function cpuSnap(): CpuSnap {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
@@ -285,38 +237,6 @@ interface Row {
 const rows: Row[] = [];
 const notes: string[] = [];
 
-/** Offset between this process's clock and a fresh node process's (as the writer computes commit times). */
-async function clockCheck(): Promise<{ offsetUs: number; plusMinusUs: number }> {
-  const script = `let b='';process.stdin.setEncoding('utf8');process.stdin.on('data',d=>{b+=d;let i;while((i=b.indexOf('\\n'))>=0){b=b.slice(i+1);process.stdout.write(String((performance.timeOrigin+performance.now())*1000)+'\\n');}});`;
-  const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
-  let waiting: ((line: string) => void) | null = null;
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (d: string) => {
-    out += d;
-    let i;
-    while ((i = out.indexOf('\n')) >= 0 && waiting) {
-      const line = out.slice(0, i);
-      out = out.slice(i + 1);
-      const w = waiting;
-      waiting = null;
-      w(line);
-    }
-  });
-  let best = { rtt: Infinity, offset: NaN };
-  for (let k = 0; k < 50; k++) {
-    const a = nowUs();
-    const line = await new Promise<string>((r) => {
-      waiting = r;
-      child.stdin!.write('\n');
-    });
-    const b = nowUs();
-    if (b - a < best.rtt) best = { rtt: b - a, offset: Number(line) - (a + b) / 2 };
-  }
-  child.stdin!.end();
-  await new Promise((r) => child.once('exit', r));
-  return { offsetUs: best.offset, plusMinusUs: best.rtt / 2 };
-}
 
 /** The disk's floor for a durable append: `bytes` bytes + fdatasync, in the working directory. */
 function fdatasyncPeer(dir: string, bytes = 100): { p50: number; p90: number; p99: number; max: number } {
