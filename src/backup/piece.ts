@@ -76,13 +76,23 @@ export function encodeChunk(pages: ReadonlyArray<readonly [number, Uint8Array]>,
     raw.writeUInt32BE(pgno, i * 4);
     raw.set(page, pages.length * 4 + i * pageSize);
   });
+  const { stored, crc } = encodeRaw(raw, c, key);
+  return Buffer.concat([chunkHeader(stored.length, crc, pages.length), stored]);
+}
+
+/** A chunk's raw bytes (page numbers, then images) as stored: compressed, maybe encrypted; with their CRC. */
+export function encodeRaw(raw: Buffer, c: CompressionSpec, key?: Buffer): { stored: Buffer; crc: number } {
   const compressed = c.algorithm === 'gzip' ? gzipSync(raw, { level: c.level }) : c.algorithm === 'zstd' ? zstd(raw, c.level) : raw;
   const stored = key ? encrypt(key, compressed) : compressed;
+  return { stored, crc: crc32(stored) };
+}
+
+export function chunkHeader(storedBytes: number, crc: number, count: number): Buffer {
   const head = Buffer.alloc(CHUNK_HEADER_BYTES);
-  head.writeUInt32BE(stored.length, 0);
-  head.writeUInt32BE(crc32(stored), 4);
-  head.writeUInt32BE(pages.length, 8);
-  return Buffer.concat([head, stored]);
+  head.writeUInt32BE(storedBytes, 0);
+  head.writeUInt32BE(crc, 4);
+  head.writeUInt32BE(count, 8);
+  return head;
 }
 
 export function pieceCorrupt(name: string, offset: number, why: string): RedoshipError {
@@ -93,8 +103,17 @@ export function pieceCorrupt(name: string, offset: number, why: string): Redoshi
   );
 }
 
-/** Decodes a whole piece into its pages, checking everything. Throws ARCHIVE_CORRUPT naming the piece. */
-export function decodePiece(name: string, buf: Buffer, pageSize: number, key?: Buffer): Array<readonly [number, Buffer]> {
+/** One framed chunk of a piece, not yet checked beyond its bounds. */
+export interface StoredChunk {
+  /** Offset of its header in the piece (for messages). */
+  readonly offset: number;
+  readonly stored: Buffer;
+  readonly count: number;
+  readonly crc: number;
+}
+
+/** The piece's header: its compression and whether it is encrypted. Throws ARCHIVE_CORRUPT / WRONG_KEY. */
+export function readPieceHeader(name: string, buf: Buffer, key: Buffer | undefined): { algorithm: Compression; encrypted: boolean } {
   if (buf.length < PIECE_HEADER_BYTES || buf.readUInt32BE(0) !== PIECE_MAGIC) throw pieceCorrupt(name, 0, 'not a redoship backup piece');
   if (buf.readUInt32BE(4) !== PIECE_VERSION) throw pieceCorrupt(name, 4, `piece format version ${buf.readUInt32BE(4)}`);
   const algorithm = CODE_COMPRESSION[buf.readUInt32BE(8)];
@@ -103,9 +122,12 @@ export function decodePiece(name: string, buf: Buffer, pageSize: number, key?: B
   if (flags > 1) throw pieceCorrupt(name, 12, `unknown flags ${flags}`);
   const encrypted = flags === 1;
   if (encrypted && !key) throw new RedoshipError('WRONG_KEY', `backup piece ${name} is encrypted`, 'give the key file it was made with: --encrypt-key-file FILE');
-  const out: Array<readonly [number, Buffer]> = [];
+  return { algorithm, encrypted };
+}
+
+/** The chunks of a piece, in order, with their lengths and counts bounded (invariants (2) and (3)). */
+export function* pieceChunks(name: string, buf: Buffer, pageSize: number): Generator<StoredChunk> {
   let off = PIECE_HEADER_BYTES;
-  let lastPgno = 0;
   while (off < buf.length) {
     if (off + CHUNK_HEADER_BYTES > buf.length) throw pieceCorrupt(name, off, 'the piece ends inside a chunk header');
     const len = buf.readUInt32BE(off);
@@ -113,38 +135,56 @@ export function decodePiece(name: string, buf: Buffer, pageSize: number, key?: B
     const maxStored = MAX_CHUNK_PAGES * (4 + pageSize) + 65536 + 28;
     if (len > maxStored || count === 0 || count > MAX_CHUNK_PAGES) throw pieceCorrupt(name, off, `chunk claims ${len} bytes, ${count} pages`);
     if (off + CHUNK_HEADER_BYTES + len > buf.length) throw pieceCorrupt(name, off, 'the piece ends inside a chunk (truncated)');
-    const stored = buf.subarray(off + CHUNK_HEADER_BYTES, off + CHUNK_HEADER_BYTES + len);
-    if (crc32(stored) !== buf.readUInt32BE(off + 4)) throw pieceCorrupt(name, off, 'chunk checksum mismatch');
-    let raw: Buffer;
-    let plain: Buffer = stored;
-    if (encrypted) {
-      if (stored.length < 28) throw pieceCorrupt(name, off, 'an encrypted chunk shorter than its nonce and tag');
-      try {
-        const d = createDecipheriv('aes-256-gcm', key!, stored.subarray(0, 12));
-        d.setAuthTag(stored.subarray(stored.length - 16));
-        plain = Buffer.concat([d.update(stored.subarray(12, stored.length - 16)), d.final()]);
-      } catch {
-        throw new RedoshipError('WRONG_KEY', `backup piece ${name} does not decrypt at byte ${off} (the CRC matched: the key is wrong)`, 'give the key file the set was made with');
-      }
-    }
-    try {
-      raw =
-        algorithm === 'gzip'
-          ? gunzipSync(plain, { maxOutputLength: count * (4 + pageSize) })
-          : algorithm === 'zstd'
-            ? zstdDecompress(plain)
-            : plain;
-    } catch (e) {
-      throw pieceCorrupt(name, off, `chunk does not decompress (${(e as Error).message})`);
-    }
-    if (raw.length !== count * (4 + pageSize)) throw pieceCorrupt(name, off, `chunk holds ${raw.length} bytes for ${count} pages`);
-    for (let i = 0; i < count; i++) {
-      const pgno = raw.readUInt32BE(i * 4);
-      if (pgno <= lastPgno) throw pieceCorrupt(name, off, 'page numbers do not ascend');
-      lastPgno = pgno;
-      out.push([pgno, raw.subarray(count * 4 + i * pageSize, count * 4 + (i + 1) * pageSize)]);
-    }
+    yield { offset: off, stored: buf.subarray(off + CHUNK_HEADER_BYTES, off + CHUNK_HEADER_BYTES + len), count, crc: buf.readUInt32BE(off + 4) };
     off += CHUNK_HEADER_BYTES + len;
+  }
+}
+
+/**
+ * A chunk's raw bytes (count page numbers, then count images) from what is stored: CRC checked, decrypted,
+ * decompressed, its length checked. The page numbers are checked to ascend within the chunk.
+ */
+export function decodeStored(name: string, c: StoredChunk, pageSize: number, algorithm: Compression, key: Buffer | undefined): Buffer {
+  const { offset: off, stored, count } = c;
+  if (crc32(stored) !== c.crc) throw pieceCorrupt(name, off, 'chunk checksum mismatch');
+  let plain: Buffer = stored;
+  if (key) {
+    if (stored.length < 28) throw pieceCorrupt(name, off, 'an encrypted chunk shorter than its nonce and tag');
+    try {
+      const d = createDecipheriv('aes-256-gcm', key, stored.subarray(0, 12));
+      d.setAuthTag(stored.subarray(stored.length - 16));
+      plain = Buffer.concat([d.update(stored.subarray(12, stored.length - 16)), d.final()]);
+    } catch {
+      throw new RedoshipError('WRONG_KEY', `backup piece ${name} does not decrypt at byte ${off} (the CRC matched: the key is wrong)`, 'give the key file the set was made with');
+    }
+  }
+  let raw: Buffer;
+  try {
+    raw =
+      algorithm === 'gzip'
+        ? gunzipSync(plain, { maxOutputLength: count * (4 + pageSize) })
+        : algorithm === 'zstd'
+          ? zstdDecompress(plain)
+          : plain;
+  } catch (e) {
+    throw pieceCorrupt(name, off, `chunk does not decompress (${(e as Error).message})`);
+  }
+  if (raw.length !== count * (4 + pageSize)) throw pieceCorrupt(name, off, `chunk holds ${raw.length} bytes for ${count} pages`);
+  for (let i = 1; i < count; i++) if (raw.readUInt32BE(i * 4) <= raw.readUInt32BE(i * 4 - 4)) throw pieceCorrupt(name, off, 'page numbers do not ascend');
+  return raw;
+}
+
+/** Decodes a whole piece into its pages, checking everything. Throws ARCHIVE_CORRUPT naming the piece. */
+export function decodePiece(name: string, buf: Buffer, pageSize: number, key?: Buffer): Array<readonly [number, Buffer]> {
+  const { algorithm, encrypted } = readPieceHeader(name, buf, key);
+  const out: Array<readonly [number, Buffer]> = [];
+  let lastPgno = 0;
+  for (const c of pieceChunks(name, buf, pageSize)) {
+    const raw = decodeStored(name, c, pageSize, algorithm, encrypted ? key : undefined);
+    const count = c.count;
+    if (raw.readUInt32BE(0) <= lastPgno) throw pieceCorrupt(name, c.offset, 'page numbers do not ascend');
+    for (let i = 0; i < count; i++) out.push([raw.readUInt32BE(i * 4), raw.subarray(count * 4 + i * pageSize, count * 4 + (i + 1) * pageSize)]);
+    lastPgno = raw.readUInt32BE((count - 1) * 4);
   }
   return out;
 }

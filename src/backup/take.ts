@@ -9,8 +9,8 @@
 import { createHash } from 'node:crypto';
 import { RedoshipError } from '../error/index.js';
 import type { Archive, Lsn } from '../redo/index.js';
-import { pageHash } from '../sqlite/index.js';
-import { MAX_CHUNK_PAGES, encodeChunk, pieceHeader, type CompressionSpec } from './piece.js';
+import { MAX_CHUNK_PAGES, chunkHeader, pieceHeader, type CompressionSpec } from './piece.js';
+import { CodecPool, ordered, type CodecResult } from './codec-pool.js';
 import type { BackupManifest, PieceInfo, Repo } from './repo.js';
 import { catalogAdd } from './catalog.js';
 import { newSetKey } from './key.js';
@@ -24,6 +24,13 @@ export interface BackupSource {
   pagesAt(pgnos: readonly number[]): Iterable<readonly [number, Uint8Array]>;
 }
 
+/** Pages (and their bytes) of a set written so far, of total. */
+export interface BackupProgress {
+  readonly pages: number;
+  readonly total: number;
+  readonly bytes: number;
+}
+
 export interface TakeOptions {
   readonly level: 0 | 1;
   /** Level 1 relative to the last level 0 (cumulative) instead of the last level 0 or 1 (differential). */
@@ -33,7 +40,7 @@ export interface TakeOptions {
   readonly maxPieceBytes: number;
   /** Encrypt the pieces with a key derived from this secret (AES-256-GCM). */
   readonly encryptionSecret?: Buffer;
-  readonly onProgress?: (p: { pages: number; total: number }) => void;
+  readonly onProgress?: (p: BackupProgress) => void;
 }
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
@@ -96,65 +103,109 @@ export interface SetContent {
   readonly maxPieceBytes: number;
   readonly synthetic?: boolean;
   readonly encryptionSecret?: Buffer;
-  readonly onProgress?: (p: { pages: number; total: number }) => void;
+  readonly onProgress?: (p: BackupProgress) => void;
 }
 
-/** Writes a backup set: pieces, page hashes, then the manifest (last), then the catalog entry. */
+/** One encoded chunk, in pgno order. */
+interface EncodedChunk extends CodecResult {
+  readonly count: number;
+  readonly firstPgno: number;
+  readonly lastPgno: number;
+}
+
+/**
+ * The source's pages as encoded chunks, in order: the pages are copied into chunk buffers here (the source
+ * may reuse its buffers), and hashed, compressed and encrypted by the pool's workers meanwhile.
+ */
+function encodeChunks(pool: CodecPool, pages: Iterable<readonly [number, Uint8Array]>, pageSize: number, c: CompressionSpec, key: Buffer | undefined): AsyncGenerator<EncodedChunk> {
+  function* tasks(): Generator<() => Promise<EncodedChunk>> {
+    let buf = Buffer.allocUnsafeSlow(MAX_CHUNK_PAGES * (4 + pageSize));
+    let n = 0;
+    let first = 0;
+    let last = 0;
+    const submit = (b: Buffer, count: number, firstPgno: number, lastPgno: number) => async (): Promise<EncodedChunk> => ({
+      ...(await pool.encode(b.buffer as ArrayBuffer, count, pageSize, c.algorithm, c.level, key)),
+      count,
+      firstPgno,
+      lastPgno,
+    });
+    for (const [pgno, page] of pages) {
+      if (n === 0) first = pgno;
+      buf.writeUInt32BE(pgno, n * 4);
+      buf.set(page, MAX_CHUNK_PAGES * 4 + n * pageSize);
+      last = pgno;
+      if (++n === MAX_CHUNK_PAGES) {
+        yield submit(buf, n, first, last);
+        buf = Buffer.allocUnsafeSlow(MAX_CHUNK_PAGES * (4 + pageSize));
+        n = 0;
+      }
+    }
+    if (n > 0) yield submit(buf, n, first, last);
+  }
+  return ordered(tasks(), pool.depth);
+}
+
+/**
+ * Writes a backup set: pieces, page hashes, then the manifest (last), then the catalog entry. Each piece is
+ * streamed to storage as its chunks are encoded; its SHA-256 is taken on the way.
+ */
 export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifest> {
-  const o = { compression: c.compression, maxPieceBytes: c.maxPieceBytes, onProgress: c.onProgress };
-  const src = { pageSize: c.pageSize, lsn: c.endLsn, commitTimeUs: c.commitTimeUs, sizePages: c.sizePages };
   const parent = c.parent;
   const name = setName(c.endLsn, c.level, c.cumulative, new Date());
   const enc = c.encryptionSecret ? newSetKey(c.encryptionSecret) : null;
   const prefix = `sets/${name}`;
   const pieces: PieceInfo[] = [];
   const hashes: Buffer[] = [];
-  let piece: Buffer[] = [];
-  let pieceBytes = 0;
-  let piecePages = 0;
-  let first = 0;
-  let last = 0;
   let total = 0;
-  const totalWanted = c.pageCount;
-  const flushPiece = async () => {
-    if (piecePages === 0) return;
-    const body = Buffer.concat([pieceHeader(o.compression, enc !== null), ...piece]);
-    const pname = `piece-${String(pieces.length).padStart(5, '0')}`;
-    await repo.storage.put(`${prefix}/${pname}`, body);
-    pieces.push({ name: pname, bytes: body.length, sha256: createHash('sha256').update(body).digest('hex'), pages: piecePages, firstPgno: first, lastPgno: last });
-    piece = [];
-    pieceBytes = 0;
-    piecePages = 0;
-  };
-  let chunk: Array<readonly [number, Uint8Array]> = [];
-  const flushChunk = async () => {
-    if (chunk.length === 0) return;
-    const encoded = encodeChunk(chunk, src.pageSize, o.compression, enc?.key);
-    if (piecePages === 0) first = chunk[0]![0];
-    last = chunk[chunk.length - 1]![0];
-    piece.push(encoded);
-    pieceBytes += encoded.length;
-    piecePages += chunk.length;
-    total += chunk.length;
-    chunk = [];
-    if (pieceBytes >= o.maxPieceBytes) await flushPiece();
-    o.onProgress?.({ pages: total, total: totalWanted });
-    await tick();
-  };
-  for (const [pgno, page] of c.pages) {
-    const copy = Buffer.from(page); // the source may reuse its buffer for the next page
-    chunk.push([pgno, copy]);
-    hashes.push(pageHash(pgno, copy));
-    if (chunk.length === MAX_CHUNK_PAGES) await flushChunk();
+  let bytesRead = 0;
+  const pool = CodecPool.start();
+  const chunks = encodeChunks(pool, c.pages, c.pageSize, c.compression, enc?.key);
+  try {
+    let next = await chunks.next();
+    while (!next.done) {
+      const pname = `piece-${String(pieces.length).padStart(5, '0')}`;
+      const sha = createHash('sha256');
+      const first = next.value.firstPgno;
+      let last = first;
+      let bytes = 0;
+      let pages = 0;
+      const header = pieceHeader(c.compression, enc !== null);
+      async function* body(): AsyncGenerator<Uint8Array> {
+        sha.update(header);
+        bytes += header.length;
+        yield header;
+        for (;;) {
+          const e = (next as IteratorYieldResult<EncodedChunk>).value;
+          const head = chunkHeader(e.bytes.length, e.crc, e.count);
+          sha.update(head).update(e.bytes);
+          bytes += head.length + e.bytes.length;
+          pages += e.count;
+          last = e.lastPgno;
+          total += e.count;
+          bytesRead += e.count * c.pageSize;
+          hashes.push(e.hashes);
+          yield head;
+          yield e.bytes;
+          c.onProgress?.({ pages: total, total: c.pageCount, bytes: bytesRead });
+          // In a primary's process, capture goes on between chunks.
+          await tick();
+          next = await chunks.next();
+          if (next.done || bytes >= c.maxPieceBytes) return;
+        }
+      }
+      await repo.storage.put(`${prefix}/${pname}`, body());
+      pieces.push({ name: pname, bytes, sha256: sha.digest('hex'), pages, firstPgno: first, lastPgno: last });
+    }
+  } finally {
+    await chunks.return(undefined);
+    await pool.close();
   }
-  await flushChunk();
-  await flushPiece();
   const hashBody = Buffer.concat(hashes);
   await repo.storage.put(`${prefix}/page-hashes`, hashBody);
   const manifest: BackupManifest = {
     format: 1,
     databaseId: repo.identity.databaseId,
-    pageSize: src.pageSize,
+    pageSize: c.pageSize,
     name,
     level: c.level,
     cumulative: c.cumulative,
@@ -162,12 +213,12 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
     parent: parent?.name ?? null,
     base: parent ? parent.base : name,
     startLsn: String(parent ? BigInt(parent.endLsn) + 1n : 1n),
-    endLsn: String(src.lsn),
-    endCommitTime: new Date(Number(src.commitTimeUs / 1000n)).toISOString(),
+    endLsn: String(c.endLsn),
+    endCommitTime: new Date(Number(c.commitTimeUs / 1000n)).toISOString(),
     createdAt: new Date().toISOString(),
-    sizePages: src.sizePages,
+    sizePages: c.sizePages,
     pages: total,
-    compression: { algorithm: o.compression.algorithm, level: o.compression.level },
+    compression: { algorithm: c.compression.algorithm, level: c.compression.level },
     encryption: enc?.encryption ?? null,
     pieces,
     pageHashes: { name: 'page-hashes', sha256: createHash('sha256').update(hashBody).digest('hex') },
