@@ -13,6 +13,7 @@ import { demoCommand } from './demo-cmd.js';
 import { standbyCommand } from './standby-cmd.js';
 import { backupCommand, catalogRebuildCommand, crosscheckCommand, listCommand, validateCommand } from './backup-cmd.js';
 import { deleteObsoleteCommand, reportObsoleteCommand } from './retention-cmd.js';
+import { drillCommand } from './drill-cmd.js';
 
 function example(text: string): string {
   return `\nExample:\n  ${text.trim().split('\n').join('\n  ')}\n`;
@@ -201,6 +202,22 @@ export function buildProgram(): Command {
       .option('--json', 'print JSON')
       .addHelpText('after', example(`npx redoship ${verb} obsolete --repo ./backups --recovery-window 7d\nnpx redoship ${verb} obsolete --repo ./backups --redundancy 2 --json`))
       .action(action);
+
+  program
+    .command('drill')
+    .argument('<scenario>', 'a scenario file (scenarios/*.yaml)')
+    .description('run a drill scenario end to end with real processes (faults, role changes, checks); report timeline, outage, loss, lags; exit 4 when a check fails')
+    .option('--report <file>', 'also write the report as Markdown')
+    .option('--json', 'print the result as JSON')
+    .option('--short', "use the scenario's short: values (a few seconds; CI)")
+    .option('--scale <factor>', 'multiply every wait step (e.g. 10 for a long soak)')
+    .option('--set <name=value>', 'override a scenario variable (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--dir <dir>', 'run in this directory and keep it (default: a fresh temporary one, removed when the drill passes)')
+    .option('--keep', 'keep the temporary directory even when the drill passes')
+    .option('--check', 'only validate the scenario file')
+    .option('--quiet', 'no progress lines on stderr')
+    .addHelpText('after', example('npx redoship drill scenarios/switchover.yaml --report report.md\nnpx redoship drill scenarios/failover.yaml --short --json\nnpx redoship drill scenarios/cascade.yaml --set load=60s --scale 2'))
+    .action(drillCommand);
 
   program
     .command('status')
