@@ -24,6 +24,11 @@
  *      by a crash: everything from the start of that record is cut off and captured again.
  *  (4) A sealed segment is immutable and complete; any invalid part in it is damage (never cut silently).
  *  (5) A record never spans two segments: segments are sealed only between records.
+ *  (6) The open segment may end in preallocated room: zero bytes, written and synced ahead so that an append
+ *      overwrites allocated blocks and its fdatasync needs no file-system journal commit (1.6-3.8x faster
+ *      here). A zero part header at a record boundary, with the file's last 8 bytes zero too, is the end of
+ *      the records, not damage (a length is never 0). Sealing cuts the room off: a sealed file ends with its
+ *      last record.
  */
 
 import { crc32 } from 'node:zlib';

@@ -68,6 +68,19 @@ export class SegmentReader {
     }
   }
 
+  private zeroEnd: boolean | null = null;
+
+  /** Whether the file's last 8 bytes are zero (preallocated room runs to the end of the file). */
+  private endsInZeros(): boolean {
+    if (this.zeroEnd === null) {
+      const n = Math.min(8, this.fileBytes);
+      const b = Buffer.alloc(n);
+      readSync(this.fd, b, 0, n, this.fileBytes - n);
+      this.zeroEnd = b.every((x) => x === 0);
+    }
+    return this.zeroEnd;
+  }
+
   close(): void {
     if (!this.closed) {
       this.closed = true;
@@ -94,6 +107,11 @@ export class SegmentReader {
         if (off + PART_HEADER_BYTES > this.fileBytes) return fail('file ends inside a part header');
         readSync(this.fd, head, 0, PART_HEADER_BYTES, off);
         const len = head.readUInt32BE(0);
+        if (len === 0 && head.readUInt32BE(4) === 0 && this.endsInZeros()) {
+          // Preallocated room (segment-format.ts (6)): the records end here.
+          if (recordStart !== off) fail('the last record is incomplete (its final part is missing)');
+          return;
+        }
         if (len === 0 || len > MAX_PART_BYTES) return fail(`part claims ${len} bytes`);
         if (off + PART_HEADER_BYTES + len > this.fileBytes) return fail('file ends inside a part');
         const raw = Buffer.allocUnsafe(PART_HEADER_BYTES + len);

@@ -10,7 +10,8 @@
  *    (CRC-32 has Hamming distance 4 for bodies this size, < 11 KiB), so nothing past it can be yielded;
  *  - `validEnd`, `lastLsn` and `damage` agree with that: validEnd is the end of the last yielded record (so every
  *    byte before it is intact), lastLsn its LSN, and damage is null exactly when the file is a clean prefix cut
- *    at a record boundary; otherwise it points at or after validEnd and names the LSN that follows lastLsn;
+ *    at a record boundary (or one followed by zeros only: preallocated room); otherwise it points at or after
+ *    validEnd and names the LSN that follows lastLsn;
  *  - `hasValidPartAfter` (which tells a torn tail from damage in the middle of the open segment) says yes when
  *    a flip left intact records behind the damage, and no for a truncation or garbage appended at the end.
  * Each failure names the seed, the iteration and the damage so that it can be replayed.
@@ -273,6 +274,49 @@ describe('writer and reader', () => {
     expect(readAll(sealed, 512).records.map((r) => r.lsn)).toEqual([9n, 10n]);
     const e = SegmentWriter.create(dir, header(11n, 512));
     expect(e.seal()).toBeNull();
+  });
+});
+
+describe('preallocated room (segment-format.ts (6))', () => {
+  test('a busy segment writes zeros ahead; readers end cleanly at them; a crash leaves them; reopen, seal and close cut them', () => {
+    const rng = prng(6);
+    const dir = freshDir();
+    const w = SegmentWriter.create(dir, header(1n, 512));
+    const records = Array.from({ length: 60 }, (_, i) => randomRecord(rng, 1n + BigInt(i), 512));
+    for (const r of records.slice(0, 50)) w.append([r]);
+    const path = w.filePath;
+    // Not closed: as a crash leaves it. The file holds the 50 records, then zeros.
+    let r = readAll(path, 512);
+    expect(r.reader.fileBytes).toBeGreaterThan(w.bytes);
+    expect(readFileSync(path).subarray(w.bytes).every((b) => b === 0)).toBe(true);
+    expect(r.records.map(plain)).toEqual(records.slice(0, 50).map(plain));
+    expect(r.reader.damage).toBeNull();
+    expect(r.reader.validEnd).toBe(w.bytes);
+    // A record torn inside the room is a torn tail, not the clean end.
+    const torn = readFileSync(path);
+    torn.writeUInt32BE(1000, w.bytes); // a part header claiming 1000 bytes, the rest zeros
+    const tornPath = join(dir, 'torn.open');
+    writeFileSync(tornPath, torn);
+    expect(readAll(tornPath, 512).reader.damage).toMatchObject({ lsn: 51n, offset: w.bytes });
+    // Garbage at the very end of the file is not room: it is damage (a torn tail for the open segment).
+    writeFileSync(tornPath, Buffer.concat([readFileSync(path), Buffer.from('garbage!')]));
+    expect(readAll(tornPath, 512).reader.damage).toMatchObject({ lsn: 51n, offset: w.bytes });
+    // Reopened after the crash: cut to the records, appending continues, the room comes back.
+    const w2 = SegmentWriter.reopen(path, r.reader.header, r.reader.validEnd, r.reader.lastLsn);
+    for (const x of records.slice(50)) w2.append([x]);
+    r = readAll(path, 512);
+    expect(r.records.map(plain)).toEqual(records.map(plain));
+    expect(r.reader.damage).toBeNull();
+    const sealed = w2.seal()!;
+    const s = readAll(sealed, 512);
+    expect(s.reader.fileBytes).toBe(s.reader.validEnd); // a sealed segment ends with its last record
+    expect(s.records.map(plain)).toEqual(records.map(plain));
+    // close() (a clean stop) cuts the room too.
+    const w3 = SegmentWriter.create(freshDir(), header(1n, 512));
+    for (const x of records.slice(0, 40)) w3.append([x]);
+    const p3 = w3.filePath;
+    w3.close();
+    expect(readAll(p3, 512).reader.fileBytes).toBe(readAll(p3, 512).reader.validEnd);
   });
 });
 
@@ -563,7 +607,10 @@ describe('seeded fuzz: truncations, bit flips, garbage', () => {
         expect(reader.validEnd, ctx).toBe(intact === 0 ? SEGMENT_HEADER_BYTES : ends[intact - 1]);
         expect(reader.lastLsn, ctx).toBe(first + BigInt(intact) - 1n);
         expect(m.bytes.subarray(0, reader.validEnd).equals(o.subarray(0, reader.validEnd)), ctx).toBe(true);
-        const cleanCut = m.bytes.length === reader.validEnd; // a prefix cut at a record boundary
+        // A prefix cut at a record boundary, or one followed by nothing but zeros (preallocated room,
+        // segment-format.ts (6): a zero part header there, and zeros to the end of the file).
+        const zeroRoom = m.bytes.length >= reader.validEnd + PART_HEADER_BYTES && m.bytes.subarray(reader.validEnd).every((x) => x === 0);
+        const cleanCut = m.bytes.length === reader.validEnd || zeroRoom;
         if (cleanCut) expect(reader.damage, ctx).toBeNull();
         else {
           expect(reader.damage, ctx).not.toBeNull();
