@@ -13,7 +13,7 @@ import { realpathSync } from 'node:fs';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
 import { Archive, acquirePidLock, type ArchiveWriter, type PidLock } from '../redo/index.js';
 import { startMetricsServer, type Metric } from '../log/index.js';
-import { RedoServer, archiveSource, checkListenable, type StandbyInfo, type TlsServerOptions } from '../transport/index.js';
+import { RecentRedo, RedoServer, archiveSource, checkListenable, type StandbyInfo, type TlsServerOptions } from '../transport/index.js';
 import { Capturer, DEFAULT_CAPTURE_OPTIONS, captureError, type CaptureEvent, type CaptureOptions, type CaptureStats } from './capture.js';
 import { LiveDatabase } from './live-db.js';
 import { takeSnapshot } from './snapshot.js';
@@ -103,8 +103,13 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
     maxBatchBytes: o.maxBatchBytes ?? DEFAULT_CAPTURE_OPTIONS.maxBatchBytes,
   };
   const listeners = new Set<() => void>();
+  /** The records just archived, so that standbys close behind are served from memory (when listening). */
+  let recent: RecentRedo | null = null;
   const emit = (e: CaptureEvent) => {
-    if (e.type === 'archived') for (const l of listeners) l();
+    if (e.type === 'archived') {
+      recent?.push(e.records);
+      for (const l of listeners) l();
+    }
     o.onEvent?.(e);
   };
   if (o.listen && !o.secret)
@@ -149,7 +154,7 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
     const w = writer;
     const server = o.listen
       ? await RedoServer.start(
-          archiveSource({ archive, incarnation: 1, lastLsn: () => w.lastLsn, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)) }),
+          archiveSource({ archive, incarnation: 1, lastLsn: () => w.lastLsn, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)), recent: (recent = new RecentRedo(archive.identity.pageSize)) }),
           { host: o.listen.host, port: o.listen.port, secret: o.secret!, ...(o.listen.tls ? { tls: o.listen.tls } : {}), onEvent: (e) => emit(e) },
         )
       : null;

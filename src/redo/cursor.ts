@@ -31,6 +31,11 @@ export class ArchiveCursor {
     return this.lsn;
   }
 
+  /** True between records (false while a record's parts are being read). */
+  get atRecordStart(): boolean {
+    return this.partNo === 0;
+  }
+
   /**
    * Reads parts from where the cursor stands, up to about maxBytes (at least one part when one is there).
    * Returns [] when the archive holds nothing more yet. Throws ARCHIVE_GAP / ARCHIVE_CORRUPT.

@@ -2,7 +2,7 @@ export { Archive, ArchiveWriter, archivedPageHashes } from './archive.js';
 export type { ArchiveTail, ArchiveWriterOptions, SegmentReport, VerifyReport } from './archive.js';
 export { acquirePidLock, isProcessAlive } from './lock.js';
 export type { PidLock } from './lock.js';
-export { fsyncDir } from './segment-writer.js';
+export { fsyncDir, framedRecord } from './segment-writer.js';
 export { lsn } from './types.js';
 export type {
   Lsn,

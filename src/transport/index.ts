@@ -5,4 +5,5 @@ export type { RedoClientOptions, HeldPosition, TlsClientOptions } from './client
 export { PROTOCOL_VERSION } from './protocol.js';
 export type { Welcome } from './protocol.js';
 export { archiveSource } from './source.js';
+export { RecentRedo } from './recent.js';
 export type { ArchiveSourceOptions } from './source.js';

@@ -1,5 +1,6 @@
 /** A RedoSource over an archive on this machine that one process appends to and announces. */
 import { ArchiveCursor, type Archive, type Lsn } from '../redo/index.js';
+import { RecentOrArchiveCursor, type RecentRedo } from './recent.js';
 import type { RedoSource } from './server.js';
 
 export interface ArchiveSourceOptions {
@@ -8,6 +9,8 @@ export interface ArchiveSourceOptions {
   /** Last LSN durable in the archive (the writer knows it without reading files). */
   readonly lastLsn: () => bigint;
   readonly subscribe: (fn: () => void) => () => void;
+  /** The records just made durable, kept by the writer: standbys close behind are streamed from it. */
+  readonly recent?: RecentRedo;
 }
 
 export function archiveSource(o: ArchiveSourceOptions): RedoSource {
@@ -21,7 +24,12 @@ export function archiveSource(o: ArchiveSourceOptions): RedoSource {
     latestBaseLsn: () => a.latestBaseAtOrBefore(o.lastLsn() as Lsn),
     firstLsn: () => a.segments().find((s) => s.lastLsn >= s.firstLsn)?.firstLsn ?? null,
     commitTimeOf: (lsn) => a.commitTimeOf(lsn as Lsn),
-    cursor: (fromLsn) => new ArchiveCursor(a, fromLsn as Lsn),
+    cursor: (fromLsn) => {
+      const recent = o.recent;
+      return recent
+        ? new RecentOrArchiveCursor(recent, (l) => new ArchiveCursor(a, l as Lsn), o.lastLsn, fromLsn)
+        : new ArchiveCursor(a, fromLsn as Lsn);
+    },
     subscribe: o.subscribe,
   };
 }

@@ -1,0 +1,128 @@
+/**
+ * The redo just made durable, kept in memory so that a standby close behind is streamed without reading the
+ * archive back (DESIGN.md Transport: "from memory when close, from the archive when behind").
+ *
+ * The writer of the archive pushes each batch of records once it is durable; the ring holds consecutive
+ * LSNs only, at most maxBytes of page images, dropping the oldest. A record is framed (the archive's own
+ * format, segment-format.ts) the first time a standby needs it, and the frames are kept with it, so the
+ * bytes on the wire are exactly the bytes in the archive. Whatever it cannot vouch for (a base, which is
+ * streamed to the archive without passing through here; a gap) makes it forget everything: the archive
+ * then serves until the next push.
+ */
+import { framedRecord, type RedoRecord } from '../redo/index.js';
+
+interface Entry {
+  readonly record: RedoRecord;
+  readonly pageBytes: number;
+  framed: Buffer[] | null;
+}
+
+export class RecentRedo {
+  private entries: Entry[] = [];
+  /** Index of the oldest entry held (entries before it were dropped, kept until compacted). */
+  private head = 0;
+  private bytes = 0;
+
+  constructor(
+    private readonly pageSize: number,
+    private readonly maxBytes = 16 * 1024 * 1024,
+  ) {}
+
+  /** Oldest LSN held, or null when empty. */
+  get firstLsn(): bigint | null {
+    return this.head < this.entries.length ? this.entries[this.head]!.record.lsn : null;
+  }
+
+  /** Newest LSN held, or null when empty. */
+  get lastLsn(): bigint | null {
+    return this.head < this.entries.length ? this.entries[this.entries.length - 1]!.record.lsn : null;
+  }
+
+  /** Records durable in the archive, in LSN order. An empty batch (a base) or a gap forgets everything. */
+  push(records: readonly RedoRecord[]): void {
+    if (records.length === 0) return this.clear();
+    const last = this.lastLsn;
+    if (last !== null && records[0]!.lsn !== last + 1n) this.clear();
+    for (const r of records) {
+      const pageBytes = r.pages.length * this.pageSize;
+      this.entries.push({ record: r, pageBytes, framed: null });
+      this.bytes += pageBytes;
+    }
+    while (this.bytes > this.maxBytes && this.entries.length - this.head > 1) this.bytes -= this.entries[this.head++]!.pageBytes;
+    if (this.head > 1024 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  clear(): void {
+    this.entries = [];
+    this.head = 0;
+    this.bytes = 0;
+  }
+
+  /**
+   * The framed parts of the records from lsn on, about maxBytes (at least one record when there is one), and
+   * how many records they make. No record when lsn is just past the newest held; null when the ring cannot
+   * serve lsn (older than what it holds, or it holds nothing): read the archive instead.
+   */
+  read(lsn: bigint, maxBytes: number): { framed: Buffer[]; records: number } | null {
+    const first = this.firstLsn;
+    if (first === null || lsn < first || lsn > this.lastLsn! + 1n) return null;
+    const framed: Buffer[] = [];
+    let bytes = 0;
+    let records = 0;
+    for (let i = this.head + Number(lsn - first); i < this.entries.length && (records === 0 || bytes < maxBytes); i++) {
+      const e = this.entries[i]!;
+      e.framed ??= framedRecord(e.record, this.pageSize);
+      for (const b of e.framed) {
+        framed.push(b);
+        bytes += b.length;
+      }
+      records++;
+    }
+    return { framed, records };
+  }
+}
+
+type Cursor = { read(maxBytes: number): ReadonlyArray<{ readonly raw: Uint8Array }>; readonly nextLsn: bigint; readonly atRecordStart: boolean };
+
+/**
+ * A cursor that streams from the ring while it holds the next LSN, and from the archive otherwise (a standby
+ * that is behind, or a base). It changes source only between records.
+ */
+export class RecentOrArchiveCursor {
+  private disk: Cursor | null = null;
+  private lsn: bigint;
+
+  constructor(
+    private readonly recent: RecentRedo,
+    private readonly openArchive: (fromLsn: bigint) => Cursor,
+    /** Last LSN durable in the archive: the ring, when it says "nothing more", must agree. */
+    private readonly lastLsn: () => bigint,
+    fromLsn: bigint,
+  ) {
+    this.lsn = fromLsn;
+  }
+
+  get nextLsn(): bigint {
+    return this.disk ? this.disk.nextLsn : this.lsn;
+  }
+
+  read(maxBytes: number): ReadonlyArray<{ readonly raw: Uint8Array }> {
+    if (this.disk) {
+      const at = this.disk.nextLsn;
+      const first = this.recent.firstLsn;
+      if (!this.disk.atRecordStart || first === null || at < first || at > this.recent.lastLsn! + 1n) return this.disk.read(maxBytes);
+      this.lsn = at;
+      this.disk = null;
+    }
+    const got = this.recent.read(this.lsn, maxBytes);
+    if (got === null || (got.records === 0 && this.lsn <= this.lastLsn())) {
+      this.disk = this.openArchive(this.lsn);
+      return this.disk.read(maxBytes);
+    }
+    this.lsn += BigInt(got.records);
+    return got.framed.map((raw) => ({ raw }));
+  }
+}
