@@ -18,6 +18,8 @@ export const FENCE_SCRIPT = fileURLToPath(new URL('./fence.js', import.meta.url)
 export class Proc {
   stdout = '';
   stderr = '';
+  /** Set when the drill itself ends the process (stop, kill): its exit is then expected. */
+  stopping = false;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly child: ChildProcess;
 
@@ -70,6 +72,7 @@ export class Proc {
 
   /** SIGTERM, then SIGKILL if it has not exited within graceMs. */
   async stop(graceMs = 10_000): Promise<number | null> {
+    this.stopping = true;
     if (!this.running) return (await this.exited).code;
     this.child.kill('SIGTERM');
     const t = setTimeout(() => this.child.kill('SIGKILL'), graceMs);

@@ -150,6 +150,11 @@ class Drill implements DrillState {
     for (const spec of this.scenario.nodes) {
       const s = new Site(spec, this.work, await freePort(taken));
       s.prepare();
+      s.onUnexpectedExit = (site, how) => {
+        const e: TimelineEntry = { step: 0, kind: 'event', label: `${site.name} exited by itself`, atMs: this.nowMs(), ms: 0, status: 'failed', detail: how };
+        this.timeline.push(e);
+        this.progress(`${fmtMs(e.atMs).padStart(8)}  !! ${e.label}: ${e.detail}`);
+      };
       this.sites.set(spec.name, s);
     }
     const primary = this.primary()!;
@@ -161,6 +166,7 @@ class Drill implements DrillState {
     this.progress(`drill ${this.scenario.name} in ${this.work}`);
 
     let failedAt: number | null = null;
+    let failedDetail = '';
     for (let i = 0; i < this.scenario.steps.length && failedAt === null; i++) {
       const step = this.scenario.steps[i]!;
       const at = this.nowMs();
@@ -173,15 +179,17 @@ class Drill implements DrillState {
       } catch (e) {
         entry = { step: i + 1, kind: step.kind, label: step.label, atMs: at, ms: Date.now() - began, status: 'failed', detail: (e as Error).message };
         failedAt = i;
+        failedDetail = entry.detail;
       }
       this.timeline.push(entry);
       this.progress(`${fmtMs(entry.atMs).padStart(8)}  ${entry.status === 'ok' ? '  ' : entry.status === 'failed' ? '!!' : '--'} ${entry.label} (${entry.ms} ms)${entry.detail ? `: ${entry.detail}` : ''}`);
     }
     if (this.workload?.running) await this.stopWorkload();
     const checks: CheckResult[] = this.inlineChecks;
-    if (failedAt !== null) checks.push({ check: 'steps', where: this.scenario.steps[failedAt]!.where, passed: false, detail: `step ${failedAt + 1} (${this.scenario.steps[failedAt]!.label}) failed: ${this.timeline[this.timeline.length - 1]!.detail}` });
+    if (failedAt !== null) checks.push({ check: 'steps', where: this.scenario.steps[failedAt]!.where, passed: false, detail: `step ${failedAt + 1} (${this.scenario.steps[failedAt]!.label}) failed: ${failedDetail}` });
     if (this.workloadError !== null) checks.push({ check: 'workload', where: 'workload', passed: false, detail: this.workloadError });
     for (const c of this.scenario.checks) checks.push(await this.check(c));
+    this.timeline.sort((x, y) => x.atMs - y.atMs);
     const figures = computeFigures(this, this.workloadResult);
     this.passed = checks.every((c) => c.passed);
     return {

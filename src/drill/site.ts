@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { NodeSpec } from './scenario.js';
 import { LinkProxy } from './proxy.js';
-import { FENCE_SCRIPT, Proc, REDOSHIP_BIN } from './procs.js';
+import { FENCE_SCRIPT, Proc, REDOSHIP_BIN, lastLines } from './procs.js';
 
 export type Role = 'primary' | 'standby' | 'failed' | 'none';
 
@@ -88,12 +88,18 @@ export class Site {
     throw new Error(`${this.name} is ${this.role}: it has no daemon to start${this.role === 'failed' ? ' (reinstate it first)' : ''}`);
   }
 
+  /** Called when the daemon exits while the drill did not stop or kill it. */
+  onUnexpectedExit: (site: Site, how: string) => void = () => {};
+
   async startDaemon(token: string, upstreamPort: number | null): Promise<Proc> {
     if (this.running) throw new Error(`${this.name} is already running`);
     await this.unfence();
     const args = this.daemonArgs(token, upstreamPort);
     const p = new Proc(`${this.name} (${this.role})`, REDOSHIP_BIN, args, { cwd: this.work, log: this.log });
     this.proc = p;
+    void p.exited.then(({ code, signal }) => {
+      if (!p.stopping) this.onUnexpectedExit(this, `exit ${code ?? signal}: ${lastLines(p.stderr, 2)}`);
+    });
     try {
       await p.waitFor(this.role === 'primary' ? /primary: capturing/ : /standby: receiving/, 30_000);
     } catch (e) {
@@ -115,6 +121,7 @@ export class Site {
     }
     // Both in the same instant: the daemon dies and the application there stops writing.
     const killedAtMs = Date.now();
+    if (this.proc) this.proc.stopping = true;
     this.proc?.signal('SIGKILL');
     fence?.signal('SIGUSR1');
     if (this.proc) await this.proc.exited;
