@@ -7,6 +7,9 @@
  * It yields to the event loop after every chunk: in a primary's process, capture goes on meanwhile.
  */
 import { createHash } from 'node:crypto';
+import { rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LocalStorage } from '../storage/index.js';
 import { RedoshipError } from '../error/index.js';
 import type { Archive, Lsn } from '../redo/index.js';
 import { MAX_CHUNK_PAGES, chunkHeader, pieceHeader, type CompressionSpec } from './piece.js';
@@ -196,12 +199,16 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
       await repo.storage.put(`${prefix}/${pname}`, body());
       pieces.push({ name: pname, bytes, sha256: sha.digest('hex'), pages, firstPgno: first, lastPgno: last });
     }
+    await repo.storage.put(`${prefix}/page-hashes`, Buffer.concat(hashes));
+  } catch (e) {
+    // A set that failed (a full disk, a refused upload) leaves nothing behind: no pieces, no directory.
+    await removeSet(repo, prefix).catch(() => undefined);
+    throw e;
   } finally {
     await chunks.return(undefined);
     await pool.close();
   }
   const hashBody = Buffer.concat(hashes);
-  await repo.storage.put(`${prefix}/page-hashes`, hashBody);
   const manifest: BackupManifest = {
     format: 1,
     databaseId: repo.identity.databaseId,
@@ -223,7 +230,20 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
     pieces,
     pageHashes: { name: 'page-hashes', sha256: createHash('sha256').update(hashBody).digest('hex') },
   };
-  await repo.storage.put(`${prefix}/manifest.json`, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
+  try {
+    await repo.storage.put(`${prefix}/manifest.json`, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
+  } catch (e) {
+    await removeSet(repo, prefix).catch(() => undefined);
+    throw e;
+  }
   await catalogAdd(repo, manifest);
   return manifest;
+}
+
+/** Removes whatever a set's prefix holds (and its directory, in a local repository). */
+async function removeSet(repo: Repo, prefix: string): Promise<void> {
+  const keys: string[] = [];
+  for await (const o of repo.storage.list(`${prefix}/`)) keys.push(o.key);
+  await repo.storage.remove(keys);
+  if (repo.storage instanceof LocalStorage) await rmdir(join(repo.storage.root, ...prefix.split('/'))).catch(() => undefined);
 }
