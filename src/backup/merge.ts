@@ -7,13 +7,13 @@ import { RedoshipError } from '../error/index.js';
 import { decodePiece, type CompressionSpec } from './piece.js';
 import { Repo, type BackupManifest } from './repo.js';
 import { planChain } from './restore.js';
-import { writeSet } from './take.js';
+import { writeSet, type BackupProgress } from './take.js';
 import { readCatalog } from './catalog.js';
 import { setKey } from './key.js';
 
 export async function mergeChain(
   location: string,
-  o: { compression: CompressionSpec; maxPieceBytes: number; encryptionSecret?: Buffer },
+  o: { compression: CompressionSpec; maxPieceBytes: number; encryptionSecret?: Buffer; onProgress?: (p: BackupProgress) => void },
 ): Promise<{ manifest: BackupManifest; from: string[] }> {
   const repo = await Repo.open(location);
   const expired = new Set(((await readCatalog(repo))?.sets ?? []).filter((s) => s.status === 'expired').map((s) => s.name));
@@ -57,6 +57,7 @@ export async function mergeChain(
     compression: o.compression,
     maxPieceBytes: o.maxPieceBytes,
     synthetic: true,
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
     // Encrypted sets merge into an encrypted set, with the same secret.
     ...(o.encryptionSecret && chain.some((s) => s.encryption) ? { encryptionSecret: o.encryptionSecret } : {}),
   });

@@ -1,14 +1,17 @@
 /**
  * Restore from a backup repository (and an archive for the redo after the last set): plan the cheapest chain
  * to the target (the latest level 0 at or before it, then the level 1 reaching furthest, repeatedly, then
- * archived redo), then apply it to a temporary file, verify, sync, rename. Incrementals are preferred over
+ * archived redo from --archive or the repository's own copy: repo-redo.ts), then apply it to a temporary
+ * file, verify, sync, rename. Incrementals are preferred over
  * redo: applying a set's pages once is cheaper than replaying every transaction they sum up.
  */
 import { existsSync, ftruncateSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import { RedoshipError } from '../error/index.js';
-import { Archive, applyRecords, buildFile, type Lsn } from '../redo/index.js';
+import { Archive, buildFile } from '../redo/index.js';
+import { RedoSources, type RedoStep } from './repo-redo.js';
 import { PAGE_HASH_BYTES } from '../sqlite/index.js';
 import { CHUNK_HEADER_BYTES, PIECE_HEADER_BYTES, pieceChunks, pieceCorrupt, readPieceHeader } from './piece.js';
 import { CodecPool, ordered } from './codec-pool.js';
@@ -27,12 +30,23 @@ export interface RepoRestoreOptions {
   readonly preview?: boolean;
   /** The secret of encrypted sets (their key file's contents). */
   readonly encryptionSecret?: Buffer;
-  readonly onProgress?: (p: { step: string; pages: number }) => void;
+  /** Called as pages of each set, then redo records, are applied (as often as every chunk or record). */
+  readonly onProgress?: (p: RestoreProgress) => void;
+}
+
+/** Where a restore is: the step (a set's name, or 'redo'), and its pages or records done of total. */
+export interface RestoreProgress {
+  readonly step: string;
+  readonly unit: 'pages' | 'records';
+  readonly done: number;
+  readonly total: number;
+  /** Bytes of pages written so far, over the whole restore. */
+  readonly bytes: number;
 }
 
 export type PlanStep =
   | { readonly kind: 'set'; readonly name: string; readonly level: 0 | 1; readonly endLsn: string; readonly pages: number; readonly bytes: number }
-  | { readonly kind: 'redo'; readonly fromLsn: string; readonly toLsn: string; readonly records: number };
+  | { readonly kind: 'redo'; readonly source: 'archive' | 'repository'; readonly fromLsn: string; readonly toLsn: string; readonly records: number };
 
 export interface RestorePlan {
   readonly targetLsn: string;
@@ -64,25 +78,24 @@ export function planChain(sets: readonly BackupManifest[], target: bigint): Back
 
 export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestoreResult> {
   const repo = await Repo.open(o.repo);
-  // Without --archive, the repository's own copy of archived redo (backup archive / --archive-to), if any.
-  const own = join(repo.location, 'archive');
-  const archive = o.archive ? Archive.open(o.archive) : Archive.exists(own) ? Archive.open(own) : null;
-  if (archive && archive.identity.databaseId !== repo.identity.databaseId)
-    throw new RedoshipError('WRONG_DATABASE', `the archive ${archive.dir} is of database ${archive.identity.databaseId}; the repository is of ${repo.identity.databaseId}`, 'give the archive of the same database');
+  // Redo from --archive where it holds it, else from the repository's own copy (backup archive, --archive-to).
+  const redo = await RedoSources.open(repo, o.archive ? Archive.open(o.archive) : null);
   const to = resolve(o.to);
   if (!o.preview && (existsSync(to) || existsSync(`${to}-wal`) || existsSync(`${to}-journal`)))
     throw new RedoshipError('TARGET_EXISTS', `${to} already exists`, 'restore to a new path, or remove that file first');
+  // Redo fetched from the repository is staged beside the target (the same file system, removed at the end).
+  const staging = o.preview ? tmpdir() : dirname(to);
   // Sets crosscheck found incomplete (expired) are never planned with.
   const expired = new Set(((await readCatalog(repo))?.sets ?? []).filter((s) => s.status === 'expired').map((s) => s.name));
   const sets = (await repo.sets()).filter((s) => !expired.has(s.name));
-  const tail = archive?.tail() ?? null;
-  const reach = [tail?.lsn ?? 0n, ...sets.map((s) => BigInt(s.endLsn))].reduce((a, b) => (a > b ? a : b), 0n);
+  const reach = [redo.lastLsn, ...sets.map((s) => BigInt(s.endLsn))].reduce((a, b) => (a > b ? a : b), 0n);
   let target = o.untilLsn ?? reach;
   if (o.untilTime) {
     const us = BigInt(o.untilTime.getTime()) * 1000n;
-    const byArchive = archive?.lsnAtTime(us) ?? null;
     const bySets = sets.filter((s) => new Date(s.endCommitTime).getTime() * 1000 <= Number(us)).map((s) => BigInt(s.endLsn));
-    const t = [byArchive ?? 0n, ...bySets].reduce((a, b) => (a > b ? a : b), 0n);
+    const setsLsn = bySets.reduce((a, b) => (a > b ? a : b), 0n);
+    const byRedo = await redo.lsnAtTime(us, setsLsn, staging);
+    const t = byRedo !== null && byRedo > setsLsn ? byRedo : setsLsn;
     if (t === 0n) throw new RedoshipError('TARGET_UNREACHABLE', `nothing in the repository or archive is at or before ${o.untilTime.toISOString()}`, 'run `redoship list --repo` to see what it holds');
     if (t < target) target = t;
   }
@@ -93,10 +106,18 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
     throw new RedoshipError('TARGET_UNREACHABLE', `the repository has no level 0 backup at or before LSN ${target}`, 'take one with `redoship backup --level 0`, or restore from the archive alone');
   const chainEnd = BigInt(chain[chain.length - 1]!.endLsn);
   const steps: PlanStep[] = chain.map((s) => ({ kind: 'set', name: s.name, level: s.level, endLsn: s.endLsn, pages: s.pages, bytes: s.pieces.reduce((n, p) => n + p.bytes, 0) }));
+  let redoSteps: RedoStep[] = [];
   if (target > chainEnd) {
-    if (!archive)
-      throw new RedoshipError('TARGET_UNREACHABLE', `the repository alone reaches LSN ${chainEnd}; LSN ${target} needs archived redo`, 'add --archive with the redo after the last backup set');
-    steps.push({ kind: 'redo', fromLsn: String(chainEnd + 1n), toLsn: String(target), records: Number(target - chainEnd) });
+    if (redo.empty)
+      throw new RedoshipError('TARGET_UNREACHABLE', `the repository alone reaches LSN ${chainEnd}; LSN ${target} needs archived redo`, 'add --archive with the redo after the last backup set, or copy it into the repository with `redoship backup archive`');
+    redoSteps = redo.plan(chainEnd + 1n, target);
+    // One plan line per place the redo comes from (a repository step is one segment).
+    for (const r of redoSteps) {
+      const prev = steps[steps.length - 1];
+      if (prev?.kind === 'redo' && prev.source === r.source && BigInt(prev.toLsn) + 1n === r.fromLsn)
+        steps[steps.length - 1] = { ...prev, toLsn: String(r.toLsn), records: prev.records + Number(r.toLsn - r.fromLsn + 1n) };
+      else steps.push({ kind: 'redo', source: r.source, fromLsn: String(r.fromLsn), toLsn: String(r.toLsn), records: Number(r.toLsn - r.fromLsn + 1n) });
+    }
   }
   const plan: RestorePlan = { targetLsn: String(target), steps };
   if (o.preview) return { plan, path: null, pagesWritten: 0 };
@@ -107,16 +128,20 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
     const pool = CodecPool.start();
     try {
       for (const set of chain) {
-        pagesWritten += await applySet(repo, pool, set, fd, o.encryptionSecret ?? null, (pages) => o.onProgress?.({ step: set.name, pages: pagesWritten + pages }));
+        const before = pagesWritten;
+        pagesWritten += await applySet(repo, pool, set, fd, o.encryptionSecret ?? null, (pages) =>
+          o.onProgress?.({ step: set.name, unit: 'pages', done: pages, total: set.pages, bytes: (before + pages) * pageSize }),
+        );
         ftruncateSync(fd, set.sizePages * pageSize);
       }
     } finally {
       await pool.close();
     }
-    if (target > chainEnd && archive) {
+    if (redoSteps.length) {
       const before = pagesWritten;
-      applyRecords(fd, archive, (chainEnd + 1n) as Lsn, target as Lsn, pageSize, chain[chain.length - 1]!.sizePages, (_lsn, pages) => {
+      await redo.apply(fd, redoSteps, pageSize, chain[chain.length - 1]!.sizePages, staging, (lsn, pages) => {
         pagesWritten = before + pages;
+        o.onProgress?.({ step: 'redo', unit: 'records', done: Number(lsn - chainEnd), total: Number(target - chainEnd), bytes: pagesWritten * pageSize });
       });
     }
   });

@@ -1,11 +1,12 @@
 /**
  * Retention (RMAN REPORT/DELETE OBSOLETE) over generated backup histories: level 0s, differential and
  * cumulative level 1s taken the way take.ts takes them (parent: the last set at or before; cumulative: the
- * last level 0), increasing LSNs and commit times (ties included), archived redo in segments, random
- * policies and clocks, some sets expired. The properties, for every point the policy promises:
+ * last level 0), increasing LSNs and commit times (ties included), archived redo in segments as a repository
+ * holds them (overlapping copies, a lost segment, no times), random policies and clocks, some sets expired. The properties, for every point the policy promises:
  *   - restore's own planner (planChain) over the sets that are NOT obsolete (and not expired) reaches it, with
  *     the redo after the chain in segments that are NOT obsolete;
  *   - it plans exactly the chain it would plan with every set: nothing restore would use is obsolete;
+ *   - no redo after a kept set is obsolete (every LSN a segment held stays held by a kept segment);
  * and the RMAN rules hold exactly (which level 0s stay, level 1s follow their level 0, redo after the oldest
  * kept level 0 stays). Then the article's examples as fixed cases.
  */
@@ -95,12 +96,28 @@ function genHistory(rnd: () => number): History {
   }
   sets.sort(repoOrder);
 
+  // Redo as a repository holds it: segments of one archive; sometimes also copies from another archive that
+  // sealed at other LSNs (overlapping), a segment lost (a hole), or no times (a repository knows names only).
   const segments: RedoSegmentInfo[] = [];
-  for (let first = 1; first <= commits; ) {
-    const lastOf = Math.min(commits, first + int(0, 40));
-    segments.push({ name: `seg-${first}`, firstLsn: BigInt(first), lastLsn: BigInt(lastOf), firstTime: new Date(times[first]!), lastTime: new Date(times[lastOf]!) });
-    first = lastOf + 1;
+  const withTimes = rnd() < 0.7;
+  const cut = (prefix: string, from: number, to: number) => {
+    for (let first = from; first <= to; ) {
+      const lastOf = Math.min(to, first + int(0, 40));
+      segments.push({
+        name: `${prefix}-${first}`,
+        firstLsn: BigInt(first),
+        lastLsn: BigInt(lastOf),
+        ...(withTimes ? { firstTime: new Date(times[first]!), lastTime: new Date(times[lastOf]!) } : {}),
+      });
+      first = lastOf + 1;
+    }
+  };
+  cut('seg', 1, commits);
+  if (rnd() < 0.3) {
+    const from = int(1, commits);
+    cut('copy', from, int(from, commits));
   }
+  if (rnd() < 0.2) segments.splice(int(0, segments.length - 1), 1);
 
   const expired = new Set<string>();
   if (rnd() < 0.3) for (const s of sets) if (rnd() < 0.12) expired.add(s.name);
@@ -170,7 +187,17 @@ describe('retention over generated backup histories', () => {
       const usableAll = h.sets.filter((s) => !h.expired.has(s.name));
       const usableKept = usableAll.filter((s) => !obsolete.has(s.name));
       const coveredKept: boolean[] = [];
-      for (const g of h.segments) if (!obsoleteSegs.has(g.name)) for (let l = g.firstLsn; l <= g.lastLsn; l++) coveredKept[Number(l)] = true;
+      const coveredAll: boolean[] = [];
+      for (const g of h.segments)
+        for (let l = g.firstLsn; l <= g.lastLsn; l++) {
+          coveredAll[Number(l)] = true;
+          if (!obsoleteSegs.has(g.name)) coveredKept[Number(l)] = true;
+        }
+      // Redo needed by a kept backup is never obsolete: every LSN after a kept set's end that some segment held
+      // is still held by a kept one (whatever other copies of it went).
+      for (const s of usableKept)
+        for (let l = BigInt(s.endLsn) + 1n; l <= h.last; l++)
+          if (coveredAll[Number(l)] && !coveredKept[Number(l)]) expect.fail(`${ctx}: redo LSN ${l} after kept ${s.name} is obsolete`);
 
       const targets = promisedTargets(h, r);
       const oldestKeptEnd = r.oldestKept ? BigInt(r.oldestKept.endLsn) : null;
@@ -185,7 +212,8 @@ describe('retention over generated backup histories', () => {
         if (names(after).join() !== names(before).join()) expect(names(after), `${ctx}: plan for LSN ${t}`).toEqual(names(before));
         for (const s of before) if (obsolete.has(s.name)) expect.fail(`${ctx}: ${s.name} is needed for LSN ${t} but obsolete`);
         const chainEnd = BigInt(after[after.length - 1]!.endLsn);
-        for (let l = chainEnd + 1n; l <= t; l++) if (!coveredKept[Number(l)]) expect.fail(`${ctx}: redo LSN ${l} is needed for LSN ${t} (chain ends ${chainEnd}) but obsolete`);
+        // (a hole in the redo before retention is no retention's doing: only what was there must stay)
+        for (let l = chainEnd + 1n; l <= t; l++) if (coveredAll[Number(l)] && !coveredKept[Number(l)]) expect.fail(`${ctx}: redo LSN ${l} is needed for LSN ${t} (chain ends ${chainEnd}) but obsolete`);
       }
 
       // RMAN, exactly.

@@ -43,7 +43,11 @@
  * from it to any later LSN apply redo after some set of the chain, the oldest such being the level 0
  * itself. A segment whose every record is at or before FLOOR (lastLsn <= FLOOR) is obsolete; a segment
  * holding any LSN after FLOOR is needed, and redo needed by a kept backup is never obsolete. When there is no
- * floor (no usable level 0, or the window shortfall above) no segment is obsolete.
+ * floor (no usable level 0, or the window shortfall above) no segment is obsolete. Segments may overlap (copies
+ * from archives that sealed at other LSNs) or leave holes; each is judged on its own range, so a copy that
+ * holds a needed LSN is kept whatever else holds it. LSNs are compared across incarnations safely: along an
+ * archive's line they never repeat (src/redo/archive.ts), and a segment at or before FLOOR is before every
+ * kept set's end, whichever line it came from, so no kept set can need it.
  *
  * Ordering: sets are taken in repository order (end LSN, then level, then name: Repo.sets()), so "newest"
  * is the last in that order. report.obsolete is in that order too; DELETE in deleteOrder(): level 1s before
@@ -54,13 +58,13 @@ import type { BackupManifest } from './repo.js';
 
 export type RetentionPolicy = { readonly redundancy: number } | { readonly recoveryWindowMs: number };
 
-/** One archived redo segment, as much as retention needs of it. */
+/** One archived redo segment, as much as retention needs of it (a repository's are known by name: no times). */
 export interface RedoSegmentInfo {
   readonly name: string;
   readonly firstLsn: bigint;
   readonly lastLsn: bigint;
-  readonly firstTime: Date;
-  readonly lastTime: Date;
+  readonly firstTime?: Date;
+  readonly lastTime?: Date;
 }
 
 export interface RetentionInput {
@@ -201,7 +205,7 @@ export function findObsolete(input: RetentionInput): RetentionReport {
       if (g.lastLsn <= floorLsn)
         obsoleteRedo.push({
           segment: g,
-          reason: `its redo (LSN ${g.firstLsn}..${g.lastLsn}, to ${g.lastTime.toISOString()}) is all at or before LSN ${floorLsn}, where the oldest kept level 0 ${floor!.name} is consistent`,
+          reason: `its redo (LSN ${g.firstLsn}..${g.lastLsn}${g.lastTime ? `, to ${g.lastTime.toISOString()}` : ''}) is all at or before LSN ${floorLsn}, where the oldest kept level 0 ${floor!.name} is consistent`,
         });
   }
 

@@ -3,7 +3,8 @@
  * database: the piece's size and SHA-256 against the manifest, every chunk's CRC and framing, every page's
  * hash against the set's page-hash file, the page count. With restoreTest, also restore the newest chain to a
  * temporary file and check it with SQLite's own PRAGMA integrity_check and page by page against the hashes
- * the sets recorded (CONCEPTS.md: Verification: a backup never restored is not known to be good).
+ * the sets recorded (CONCEPTS.md: Verification: a backup never restored is not known to be good), and, when
+ * the repository holds archived redo past that chain, restore through all of it as well.
  */
 import Database from 'better-sqlite3';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -14,8 +15,9 @@ import { RedoshipError, isRedoshipError } from '../error/index.js';
 import { pageHash } from '../sqlite/index.js';
 import { decodePiece } from './piece.js';
 import { Repo, type BackupManifest } from './repo.js';
-import { planChain, restoreFromRepo } from './restore.js';
+import { planChain, restoreFromRepo, type RestoreProgress } from './restore.js';
 import { setKey } from './key.js';
+import { RedoSources } from './repo-redo.js';
 
 export interface SetValidation {
   readonly name: string;
@@ -27,7 +29,16 @@ export interface SetValidation {
 
 export interface Validation {
   readonly sets: readonly SetValidation[];
-  readonly restoreTest: { readonly lsn: string; readonly integrity: string; readonly pagesChecked: number; readonly mismatches: readonly number[] } | null;
+  readonly restoreTest: {
+    readonly lsn: string;
+    readonly integrity: string;
+    readonly pagesChecked: number;
+    readonly mismatches: readonly number[];
+    /** The end of the repository's own archived redo when it reaches past the chain, restored to with it; else null. */
+    readonly redoToLsn: string | null;
+    /** Why the restore through the repository's redo failed, or null. */
+    readonly redoProblem: string | null;
+  } | null;
   readonly ok: boolean;
 }
 
@@ -72,7 +83,7 @@ async function validateSet(repo: Repo, m: BackupManifest, secret: Buffer | null)
   return { name: m.name, ok: problems.length === 0, pages, bytes, problems };
 }
 
-export async function validateRepo(location: string, o: { restoreTest: boolean; encryptionSecret?: Buffer }): Promise<Validation> {
+export async function validateRepo(location: string, o: { restoreTest: boolean; encryptionSecret?: Buffer; onRestoreProgress?: (p: RestoreProgress) => void }): Promise<Validation> {
   const repo = await Repo.open(location);
   const sets = await repo.sets();
   const results: SetValidation[] = [];
@@ -86,7 +97,13 @@ export async function validateRepo(location: string, o: { restoreTest: boolean; 
     const dir = mkdtempSync(join(tmpdir(), 'redoship-restore-test-'));
     try {
       const out = join(dir, 'test.db');
-      await restoreFromRepo({ repo: location, to: out, untilLsn: BigInt(chain[chain.length - 1]!.endLsn), ...(o.encryptionSecret ? { encryptionSecret: o.encryptionSecret } : {}) });
+      await restoreFromRepo({
+        repo: location,
+        to: out,
+        untilLsn: BigInt(chain[chain.length - 1]!.endLsn),
+        ...(o.encryptionSecret ? { encryptionSecret: o.encryptionSecret } : {}),
+        ...(o.onRestoreProgress ? { onProgress: o.onRestoreProgress } : {}),
+      });
       // Expected page hashes: the level 0's, overlaid by each level 1's, cut to the final size.
       const expected = new Map<number, Buffer>();
       for (const s of chain) {
@@ -111,12 +128,32 @@ export async function validateRepo(location: string, o: { restoreTest: boolean; 
       } finally {
         db.close();
       }
-      restoreTest = { lsn: chain[chain.length - 1]!.endLsn, integrity, pagesChecked: size, mismatches };
+      // The repository's own redo after the chain (backup archive, --archive-to) is tested too: a restore
+      // through all of it (integrity_check is part of every restore).
+      const redo = await RedoSources.open(repo, null);
+      let redoToLsn: string | null = null;
+      let redoProblem: string | null = null;
+      if (redo.lastLsn > BigInt(chain[chain.length - 1]!.endLsn)) {
+        try {
+          await restoreFromRepo({
+            repo: location,
+            to: join(dir, 'test-redo.db'),
+            untilLsn: redo.lastLsn,
+            ...(o.encryptionSecret ? { encryptionSecret: o.encryptionSecret } : {}),
+            ...(o.onRestoreProgress ? { onProgress: o.onRestoreProgress } : {}),
+          });
+          redoToLsn = String(redo.lastLsn);
+        } catch (e) {
+          if (!isRedoshipError(e)) throw e;
+          redoProblem = `${e.message} (${e.hint})`;
+        }
+      }
+      restoreTest = { lsn: chain[chain.length - 1]!.endLsn, integrity, pagesChecked: size, mismatches, redoToLsn, redoProblem };
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   }
-  const ok = results.every((r) => r.ok) && (restoreTest === null || (restoreTest.integrity === 'ok' && restoreTest.mismatches.length === 0));
+  const ok = results.every((r) => r.ok) && (restoreTest === null || (restoreTest.integrity === 'ok' && restoreTest.mismatches.length === 0 && restoreTest.redoProblem === null));
   return { sets: results, restoreTest, ok };
 }
 

@@ -6,20 +6,22 @@
  * the database, `backup` asks it through a request file in its archive directory and waits for the answer:
  *
  *   <archive>/requests/<id>.backup.json    { repo, level, cumulative, compression, level, maxPieceBytes }
+ *   <archive>/requests/<id>.progress.json  { pages, total, bytes }, rewritten while the set is written
  *   <archive>/requests/<id>.result.json    { ok: true, manifest } | { ok: false, code, message, hint }
  *
  * When none runs, `backup` starts one in its own process (capture catches up first), takes the backup, stops.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Repo, copyArchive, copySegment, copySet, readKeyFile, crosscheck, mergeChain, rebuildCatalog, takeBackupSet, validateRepo, type BackupManifest, type CompressionSpec } from '../backup/index.js';
+import { Repo, copyArchive, copySegment, copySet, readKeyFile, crosscheck, mergeChain, rebuildCatalog, takeBackupSet, validateRepo, type BackupManifest, type BackupProgress, type CompressionSpec } from '../backup/index.js';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
 import { startPrimary, type PrimaryHandle } from '../primary/index.js';
 import { Archive, isProcessAlive } from '../redo/index.js';
 import { formatBytes, parseSize, toJson } from './units.js';
 import { resolveLocation } from '../storage/index.js';
 import { log } from './primary-cmd.js';
+import { progressLine, type Progress } from './progress.js';
 
 interface BackupRequest {
   readonly repo: string;
@@ -46,7 +48,7 @@ export function parseCompression(s: string): CompressionSpec {
 }
 
 /** Runs one backup inside the process that captures. */
-export async function backupInPrimary(handle: PrimaryHandle, req: BackupRequest): Promise<BackupManifest> {
+export async function backupInPrimary(handle: PrimaryHandle, req: BackupRequest, onProgress?: (p: BackupProgress) => void): Promise<BackupManifest> {
   const repo = await Repo.openFor(req.repo, handle.archive.identity.databaseId, handle.archive.identity.pageSize);
   const snap = handle.backupSnapshot();
   let manifest: BackupManifest;
@@ -57,6 +59,7 @@ export async function backupInPrimary(handle: PrimaryHandle, req: BackupRequest)
       compression: req.compression,
       maxPieceBytes: req.maxPieceBytes,
       ...(req.encryptKeyFile ? { encryptionSecret: readKeyFile(req.encryptKeyFile) } : {}),
+      ...(onProgress ? { onProgress } : {}),
     });
   } finally {
     snap.release();
@@ -82,7 +85,22 @@ export function serveBackupRequests(handle: PrimaryHandle): () => void {
       req = null;
     }
     unlinkSync(join(dir, next));
+    const progressPath = join(dir, `${id}.progress.json`);
+    let progressAt = 0;
+    // For the requesting process's progress line; written a few times a second, a lost write costs nothing.
+    const onProgress = (p: BackupProgress) => {
+      const now = Date.now();
+      if (now - progressAt < 250) return;
+      progressAt = now;
+      try {
+        writeFileSync(`${progressPath}.tmp`, JSON.stringify(p));
+        renameSync(`${progressPath}.tmp`, progressPath);
+      } catch {
+        /* progress is a courtesy */
+      }
+    };
     const answer = (r: BackupResult) => {
+      rmSync(progressPath, { force: true });
       const p = join(dir, `${id}.result.json`);
       writeFileSync(`${p}.tmp`, JSON.stringify(r));
       renameSync(`${p}.tmp`, p);
@@ -90,7 +108,7 @@ export function serveBackupRequests(handle: PrimaryHandle): () => void {
     };
     if (!req) return answer({ ok: false, code: 'USAGE', message: 'unreadable backup request', hint: 'run redoship backup again' });
     log(`backup requested: level ${req.level}${req.cumulative ? ' cumulative' : ''} into ${req.repo}`);
-    backupInPrimary(handle, req).then(
+    backupInPrimary(handle, req, onProgress).then(
       (manifest) => {
         log(`backup ${manifest.name} done: ${manifest.pages} pages at LSN ${manifest.endLsn}`);
         answer({ ok: true, manifest });
@@ -113,15 +131,29 @@ export interface BackupFlags {
   deleteInput?: boolean;
   copy?: string[];
   encryptKeyFile?: string;
+  quiet?: boolean;
+}
+
+/** The progress line of a command that writes a backup set. */
+function setProgress(f: BackupFlags, verb: string): Progress {
+  return progressLine(verb, 'pages', { quiet: !!(f.json || f.quiet) });
 }
 
 async function mergeCommand(f: BackupFlags): Promise<void> {
   if (!f.repo) throw new RedoshipError('USAGE', 'backup merge needs --repo', 'example: redoship backup merge --repo ./backups');
-  const { manifest, from } = await mergeChain(f.repo, {
-    compression: parseCompression(f.compress),
-    maxPieceBytes: parseSize(f.maxPieceSize, '--max-piece-size'),
-    ...(f.encryptKeyFile ? { encryptionSecret: readKeyFile(f.encryptKeyFile) } : {}),
-  });
+  const progress = setProgress(f, 'merge');
+  let merged;
+  try {
+    merged = await mergeChain(f.repo, {
+      compression: parseCompression(f.compress),
+      maxPieceBytes: parseSize(f.maxPieceSize, '--max-piece-size'),
+      ...(f.encryptKeyFile ? { encryptionSecret: readKeyFile(f.encryptKeyFile) } : {}),
+      onProgress: (p) => progress.update({ done: p.pages, total: p.total, bytes: p.bytes }),
+    });
+  } finally {
+    progress.done();
+  }
+  const { manifest, from } = merged;
   if (f.json) process.stdout.write(toJson({ manifest, from }) + '\n');
   else process.stdout.write(`synthetic level 0 ${manifest.name} at LSN ${manifest.endLsn}, ${manifest.pages} pages, merged from ${from.join(' + ')}\n`);
 }
@@ -164,10 +196,22 @@ export async function backupCommand(action: string | undefined, f: BackupFlags):
     writeFileSync(join(dir, `${id}.backup.json.tmp`), JSON.stringify(req));
     renameSync(join(dir, `${id}.backup.json.tmp`), join(dir, `${id}.backup.json`));
     const resultPath = join(dir, `${id}.result.json`);
-    for (;;) {
-      await new Promise((r) => setTimeout(r, 100));
-      if (existsSync(resultPath)) break;
-      if (!isProcessAlive(holder)) throw new RedoshipError('PEER_UNREACHABLE', `the primary (pid ${holder}) stopped before answering the backup request`, 'run the backup again');
+    const progressPath = join(dir, `${id}.progress.json`);
+    const progress = setProgress(f, 'backup');
+    try {
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 100));
+        if (existsSync(resultPath)) break;
+        if (!isProcessAlive(holder)) throw new RedoshipError('PEER_UNREACHABLE', `the primary (pid ${holder}) stopped before answering the backup request`, 'run the backup again');
+        try {
+          const p = JSON.parse(readFileSync(progressPath, 'utf8')) as BackupProgress;
+          progress.update({ done: p.pages, total: p.total, bytes: p.bytes });
+        } catch {
+          /* not started yet, or being replaced */
+        }
+      }
+    } finally {
+      progress.done();
     }
     const r = JSON.parse(readFileSync(resultPath, 'utf8')) as BackupResult;
     unlinkSync(resultPath);
@@ -175,9 +219,11 @@ export async function backupCommand(action: string | undefined, f: BackupFlags):
     manifest = r.manifest;
   } else {
     const handle = await startPrimary({ db, archive: f.archive });
+    const progress = setProgress(f, 'backup');
     try {
-      manifest = await backupInPrimary(handle, req);
+      manifest = await backupInPrimary(handle, req, (p) => progress.update({ done: p.pages, total: p.total, bytes: p.bytes }));
     } finally {
+      progress.done();
       await handle.stop();
     }
   }
@@ -206,8 +252,21 @@ export async function listCommand(f: { repo: string; json?: boolean }): Promise<
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-export async function validateCommand(f: { repo: string; restoreTest?: boolean; json?: boolean; encryptKeyFile?: string }): Promise<void> {
-  const v = await validateRepo(f.repo, { restoreTest: !!f.restoreTest, ...(f.encryptKeyFile ? { encryptionSecret: readKeyFile(f.encryptKeyFile) } : {}) });
+export async function validateCommand(f: { repo: string; restoreTest?: boolean; json?: boolean; quiet?: boolean; encryptKeyFile?: string }): Promise<void> {
+  const progress = progressLine('restore test', 'pages', { quiet: !!(f.json || f.quiet) });
+  let v;
+  try {
+    v = await validateRepo(f.repo, {
+      restoreTest: !!f.restoreTest,
+      ...(f.encryptKeyFile ? { encryptionSecret: readKeyFile(f.encryptKeyFile) } : {}),
+      onRestoreProgress: (p) => {
+        progress.step(p.step);
+        progress.update(p);
+      },
+    });
+  } finally {
+    progress.done();
+  }
   if (f.json) process.stdout.write(toJson(v) + '\n');
   else {
     const lines: string[] = [];
@@ -216,6 +275,8 @@ export async function validateCommand(f: { repo: string; restoreTest?: boolean; 
       lines.push(
         `restore test at LSN ${v.restoreTest.lsn}: integrity_check ${v.restoreTest.integrity}; ${v.restoreTest.pagesChecked} pages against their recorded hashes, ${v.restoreTest.mismatches.length} differ`,
       );
+    if (v.restoreTest?.redoToLsn) lines.push(`restore test through the repository's archived redo to LSN ${v.restoreTest.redoToLsn}: integrity_check ok`);
+    if (v.restoreTest?.redoProblem) lines.push(`restore test through the repository's archived redo FAILED: ${v.restoreTest.redoProblem}`);
     lines.push(v.ok ? `ok: ${v.sets.length} backup set(s), every piece, chunk and page checked` : `DAMAGE found\n  hint: restore from another copy of the repository, or take a new level 0`);
     process.stdout.write(lines.join('\n') + '\n');
   }

@@ -166,6 +166,7 @@ export function buildProgram(): Command {
     .requiredOption('--repo <dir>', 'the backup repository')
     .option('--json', 'print JSON')
     .addHelpText('after', example('npx redoship crosscheck --repo ./backups'))
+    .option('--quiet', 'no progress line (drawn only when stderr is a terminal)')
     .action(crosscheckCommand);
 
   program
@@ -187,6 +188,7 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON')
     .addHelpText('after', example('npx redoship list --repo ./backups --json'))
     .action(listCommand);
+    .option('--quiet', 'no progress line (drawn only when stderr is a terminal)')
 
   for (const [verb, action, what] of [
     ['report', reportObsoleteCommand, 'list the backup sets a retention policy no longer needs, and why (RMAN REPORT OBSOLETE)'],
@@ -205,6 +207,7 @@ export function buildProgram(): Command {
 
   program
     .command('drill')
+    .option('--quiet', 'no progress line (drawn only when stderr is a terminal)')
     .argument('<scenario>', 'a scenario file (scenarios/*.yaml)')
     .description('run a drill scenario end to end with real processes (faults, role changes, checks); report timeline, outage, loss, lags; exit 4 when a check fails')
     .option('--report <file>', 'also write the report as Markdown')

@@ -77,6 +77,7 @@ export async function primaryCommand(flags: PrimaryFlags): Promise<void> {
     snapshotLockTimeoutMs: parseDuration(f.lockTimeout, '--lock-timeout'),
     adopt: !!f.adopt,
     onEvent,
+  let remote: Awaited<ReturnType<typeof startRemoteArchiving>> | null = null;
     ...(f.listen
       ? {
           listen: {
@@ -93,11 +94,12 @@ export async function primaryCommand(flags: PrimaryFlags): Promise<void> {
   });
   // Remote archiving: every sealed segment is copied to the repository within seconds, in order; what a
   // failed copy misses is retried, and what was sealed before this start is caught up first.
-  const remote = f.archiveTo ? await startRemoteArchiving(handle, f.archiveTo) : null;
+  remote = f.archiveTo ? await startRemoteArchiving(handle, f.archiveTo) : null;
   const st = handle.status();
   if (!quiet)
     log(
       `primary: capturing ${st.db} into ${handle.archive.dir} (last LSN ${handle.capturer.lastLsn}, start: ${handle.capturer.stats.start})` +
+    // A segment sealed before remote archiving has started is in the catch-up it starts with.
         (st.listen ? `; serving redo on ${f.tlsCert ? 'wss' : 'ws'}://${st.listen}` : '') +
         (handle.metricsPort !== null ? `; metrics on port ${handle.metricsPort}` : ''),
     );

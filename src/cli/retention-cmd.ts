@@ -6,17 +6,17 @@
  * FIRST (a set without a manifest is incomplete and ignored by everything, so a set half deleted is never
  * taken for a whole one), then its pieces and page hashes; then the catalog forgets them.
  *
- * Archived redo is not judged here (retention.ts can, given the segments). The primary's (or a standby's)
- * archive is not part of the repository: it seeds standbys and restores on its own from its base, and
- * deleting its oldest segments would leave it without one. The repository's own copy of redo
- * (<repo>/archive/, archive-copy.ts) is newer than this command; wiring it in needs two decisions first:
- * manifests do not record an incarnation (LSNs of different incarnations must not be compared), and an
- * archive whose first record is no base breaks the archive's invariant. The report says so, with the LSN the
- * kept backups need redo from.
+ * The repository's own copy of archived redo (<repo>/archive/segments/, archive-copy.ts) is judged too:
+ * retention.ts marks a segment obsolete when all of its redo is at or before the end LSN of the oldest level 0
+ * the policy keeps; delete removes those segments after the sets, oldest first, so a deletion stopped half way
+ * leaves the newest redo. What remains no longer starts with a base: it serves restores from the repository's
+ * backups (which need redo only after a set), not as an archive of its own. The primary's (or a standby's)
+ * archive is not part of the repository and is never touched here: it seeds standbys and restores on its own
+ * from its base.
  */
 import { rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Repo, catalogRemove, readCatalog, type BackupManifest } from '../backup/index.js';
+import { Repo, catalogRemove, listRepoSegments, readCatalog, type BackupManifest, type RepoSegment } from '../backup/index.js';
 import { deleteOrder, describePolicy, findObsolete, type RetentionPolicy, type RetentionReport } from '../backup/retention.js';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
 import { LocalStorage } from '../storage/index.js';
@@ -29,7 +29,6 @@ export interface RetentionFlags {
   json?: boolean;
 }
 
-const REDO_NOTE = 'archived redo is not judged (neither the primary\'s archive nor the repository\'s copy); the kept backups need it after redoFloorLsn';
 
 export function parsePolicy(f: RetentionFlags): RetentionPolicy {
   if ((f.redundancy === undefined) === (f.recoveryWindow === undefined))
@@ -46,7 +45,7 @@ function checkWhat(verb: string, what: string): void {
   if (what !== 'obsolete') throw new RedoshipError('USAGE', `${verb} ${what}: unknown`, `use: redoship ${verb} obsolete --repo DIR (--redundancy N | --recovery-window D)`);
 }
 
-async function evaluate(f: RetentionFlags): Promise<{ repo: Repo; report: RetentionReport }> {
+async function evaluate(f: RetentionFlags): Promise<{ repo: Repo; report: RetentionReport; segments: ReadonlyMap<string, RepoSegment> }> {
   const policy = parsePolicy(f);
   const repo = await Repo.open(f.repo);
   const sets = await repo.sets();
@@ -57,13 +56,14 @@ async function evaluate(f: RetentionFlags): Promise<{ repo: Repo; report: Retent
     if (isRedoshipError(e)) throw e;
     throw new RedoshipError('ARCHIVE_CORRUPT', `the catalog of ${repo.location} is unreadable: ${(e as Error).message}`, 'run `redoship catalog rebuild --repo DIR`, then this again', { cause: e });
   }
-  return { repo, report: findObsolete({ sets, now: new Date(), policy, expired }) };
+  const segments = new Map((await listRepoSegments(repo)).map((g) => [g.name, g]));
+  return { repo, segments, report: findObsolete({ sets, segments: [...segments.values()], now: new Date(), policy, expired }) };
 }
 
 const bytesOf = (s: BackupManifest) => s.pieces.reduce((n, p) => n + p.bytes, 0);
 const levelOf = (s: BackupManifest) => (s.level === 0 ? '0' : s.cumulative ? '1 cum' : '1');
 
-function asJson(repo: Repo, r: RetentionReport, f: RetentionFlags) {
+function asJson(repo: Repo, r: RetentionReport, f: RetentionFlags, segments: ReadonlyMap<string, RepoSegment>) {
   return {
     repo: repo.location,
     policy: 'redundancy' in r.policy ? { redundancy: r.policy.redundancy } : { recoveryWindow: f.recoveryWindow, recoveryWindowMs: r.policy.recoveryWindowMs },
@@ -74,11 +74,15 @@ function asJson(repo: Repo, r: RetentionReport, f: RetentionFlags) {
     shortfall: r.shortfall,
     obsolete: r.obsolete.map((o) => ({ name: o.set.name, level: o.set.level, cumulative: o.set.cumulative, endLsn: o.set.endLsn, endCommitTime: o.set.endCommitTime, bytes: bytesOf(o.set), reason: o.reason })),
     kept: r.kept.map((s) => s.name),
-    redo: { judged: false, note: REDO_NOTE },
+    redo: {
+      segments: segments.size,
+      neededAfterLsn: r.redoFloorLsn,
+      obsolete: r.obsoleteRedo.map((o) => ({ name: o.segment.name, firstLsn: o.segment.firstLsn, lastLsn: o.segment.lastLsn, bytes: segments.get(o.segment.name)?.bytes ?? 0, reason: o.reason })),
+    },
   };
 }
 
-function describeReport(r: RetentionReport): string[] {
+function describeReport(r: RetentionReport, segments: ReadonlyMap<string, RepoSegment>): string[] {
   const lines = [`retention policy: ${describePolicy(r.policy)}${r.windowStart ? ` (window start ${r.windowStart.toISOString()})` : ''}`];
   if (r.obsolete.length === 0) lines.push('no obsolete backup sets');
   else {
@@ -90,19 +94,25 @@ function describeReport(r: RetentionReport): string[] {
       (r.oldestKept ? `; the oldest level 0 the policy keeps is ${r.oldestKept.name} (LSN ${r.oldestKept.endLsn}, committed ${r.oldestKept.endCommitTime})` : ''),
   );
   if (r.shortfall) lines.push(`note: ${r.shortfall}`);
-  lines.push(
-    r.redoFloorLsn !== null
-      ? `archived redo: not judged; the kept backups need it from LSN ${r.redoFloorLsn + 1n} on`
-      : 'archived redo: not judged; all of it may be needed',
-  );
+  const redoBytes = r.obsoleteRedo.reduce((n, o) => n + (segments.get(o.segment.name)?.bytes ?? 0), 0);
+  if (segments.size === 0) lines.push("archived redo: the repository holds none (`redoship backup archive` or `primary --archive-to` copy it there)");
+  else if (r.obsoleteRedo.length === 0)
+    lines.push(`archived redo: ${segments.size} segment(s), none obsolete${r.redoFloorLsn !== null ? ` (the kept backups need redo from LSN ${r.redoFloorLsn + 1n} on)` : ' (all of it may be needed)'}`);
+  else {
+    const first = r.obsoleteRedo[0]!.segment;
+    const last = r.obsoleteRedo[r.obsoleteRedo.length - 1]!.segment;
+    lines.push(
+      `obsolete archived redo: ${r.obsoleteRedo.length} of ${segments.size} segment(s), ${formatBytes(redoBytes)}, LSN ${first.firstLsn}..${last.lastLsn}: the kept backups need redo from LSN ${r.redoFloorLsn! + 1n} on`,
+    );
+  }
   return lines;
 }
 
 export async function reportObsoleteCommand(what: string, f: RetentionFlags): Promise<void> {
   checkWhat('report', what);
-  const { repo, report } = await evaluate(f);
-  if (f.json) process.stdout.write(toJson(asJson(repo, report, f)) + '\n');
-  else process.stdout.write(describeReport(report).join('\n') + '\n');
+  const { repo, report, segments } = await evaluate(f);
+  if (f.json) process.stdout.write(toJson(asJson(repo, report, f, segments)) + '\n');
+  else process.stdout.write(describeReport(report, segments).join('\n') + '\n');
 }
 
 /** Removes one set: its manifest first, then everything else under it. */
@@ -116,7 +126,10 @@ async function deleteSet(repo: Repo, s: BackupManifest): Promise<void> {
   if (repo.storage instanceof LocalStorage) await rmdir(join(repo.storage.root, 'sets', s.name)).catch(() => undefined);
 }
 
-/** Deletes the report's obsolete sets (dependants first; each manifest first); the catalog forgets them. */
+/**
+ * Deletes the report's obsolete sets (dependants first; each manifest first; the catalog forgets them), then
+ * its obsolete redo segments, oldest first. Returns what was deleted.
+ */
 export async function deleteObsolete(repo: Repo, report: RetentionReport, onDeleted?: (name: string) => void): Promise<string[]> {
   const deleted: string[] = [];
   try {
@@ -128,14 +141,22 @@ export async function deleteObsolete(repo: Repo, report: RetentionReport, onDele
   } finally {
     if (deleted.length) await catalogRemove(repo, deleted);
   }
+  for (const o of report.obsoleteRedo) {
+    await repo.storage.remove([`archive/segments/${o.segment.name}`]);
+    deleted.push(o.segment.name);
+    onDeleted?.(o.segment.name);
+  }
   return deleted;
 }
 
 export async function deleteObsoleteCommand(what: string, f: RetentionFlags): Promise<void> {
   checkWhat('delete', what);
-  const { repo, report } = await evaluate(f);
+  const { repo, report, segments } = await evaluate(f);
   const deleted = await deleteObsolete(repo, report, f.json ? undefined : (name) => process.stderr.write(`deleted ${name}\n`));
-  const freed = report.obsolete.reduce((n, o) => n + bytesOf(o.set), 0);
-  if (f.json) process.stdout.write(toJson({ ...asJson(repo, report, f), deleted }) + '\n');
-  else process.stdout.write([...describeReport(report), `deleted ${deleted.length} backup set(s), ${formatBytes(freed)}`].join('\n') + '\n');
+  const freed = report.obsolete.reduce((n, o) => n + bytesOf(o.set), 0) + report.obsoleteRedo.reduce((n, o) => n + (segments.get(o.segment.name)?.bytes ?? 0), 0);
+  if (f.json) process.stdout.write(toJson({ ...asJson(repo, report, f, segments), deleted }) + '\n');
+  else
+    process.stdout.write(
+      [...describeReport(report, segments), `deleted ${report.obsolete.length} backup set(s) and ${report.obsoleteRedo.length} redo segment(s), ${formatBytes(freed)}`].join('\n') + '\n',
+    );
 }

@@ -26,7 +26,18 @@ interface ObsoleteJson {
   oldestKept: string | null;
   redoFloorLsn: string | null;
   shortfall: string | null;
+  redo: { segments: number; neededAfterLsn: string | null; obsolete: Array<{ name: string; firstLsn: string; lastLsn: string; reason: string }> };
   deleted?: string[];
+}
+
+/** The repository's copy of archived redo: segment names and their last LSNs (from the names). */
+function repoSegments(repo: string): Array<{ name: string; lastLsn: bigint }> {
+  const dir = join(repo, 'archive', 'segments');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((n) => n.endsWith('.seg'))
+    .sort()
+    .map((name) => ({ name, lastLsn: BigInt('0x' + name.slice(26, 42)) }));
 }
 
 async function backup(db: string, arch: string, repo: string, extra: string[] = []): Promise<SetJson> {
@@ -70,13 +81,14 @@ async function restoreToEndMatches(dir: string, db: string, arch: string, repo: 
 }
 
 describe('retention: report obsolete / delete obsolete', () => {
-  test('redundancy: the listed sets, deletion, and restore --repo still reaching the end and every kept point', async () => {
+  test('redundancy: the listed sets and redo, deletion, and restore --repo still reaching the end and every kept point', async () => {
     const dir = tempDir();
     const db = join(dir, 'app.db');
     const arch = join(dir, 'arch');
     const repo = join(dir, 'backups');
     makeDb(db);
-    const primary = await startPrimary(db, arch);
+    // Small, young segments, copied into the repository as they seal: retention judges that redo too.
+    const primary = await startPrimary(db, arch, ['--segment-size', '64KB', '--segment-age', '300ms', '--archive-to', repo]);
     let seed = 1;
     const write = () => startWorkload(db, { seed: seed++, count: 40 }).result();
     await write();
@@ -109,6 +121,14 @@ describe('retention: report obsolete / delete obsolete', () => {
     expect(r.oldestKept).toBe(b0.name);
     expect(r.redoFloorLsn).toBe(b0.endLsn);
     expect(r.shortfall).toBeNull();
+    // Redo: obsolete exactly when all of it is at or before b0's end; what b0 and later need stays.
+    const segsBefore = repoSegments(repo);
+    expect(segsBefore.length).toBeGreaterThan(5);
+    const obsoleteRedo2 = segsBefore.filter((g) => g.lastLsn <= BigInt(b0.endLsn)).map((g) => g.name);
+    expect(obsoleteRedo2.length).toBeGreaterThan(0);
+    expect(obsoleteRedo2.length).toBeLessThan(segsBefore.length);
+    expect(r.redo.obsolete.map((g) => g.name)).toEqual(obsoleteRedo2);
+    expect(r.redo.segments).toBe(segsBefore.length);
     r = await retention('report', repo, ['--redundancy', '1']);
     expect(r.obsolete.map((o) => o.name)).toEqual([a0, a1, b0, b1, b2].map((s) => s.name));
     r = await retention('report', repo, ['--redundancy', '3']);
@@ -123,7 +143,7 @@ describe('retention: report obsolete / delete obsolete', () => {
     expect(human.code, human.stderr).toBe(0);
     expect(human.stdout).toMatch(/retention policy: redundancy 2\nobsolete backup sets \(2, .*\):\n/);
     expect(human.stdout).toMatch(new RegExp(`kept: 5 backup set\\(s\\); the oldest level 0 the policy keeps is ${b0.name} \\(LSN ${b0.endLsn}`));
-    expect(human.stdout).toMatch(new RegExp(`archived redo: not judged; the kept backups need it from LSN ${BigInt(b0.endLsn) + 1n} on`));
+    expect(human.stdout).toMatch(new RegExp(`obsolete archived redo: ${obsoleteRedo2.length} of ${segsBefore.length} segment\\(s\\), .*: the kept backups need redo from LSN ${BigInt(b0.endLsn) + 1n} on`));
 
     // Bad usage deletes nothing.
     for (const args of [
@@ -142,7 +162,8 @@ describe('retention: report obsolete / delete obsolete', () => {
 
     // delete --redundancy 2: the level 1 before its level 0, both gone whole.
     r = await retention('delete', repo, ['--redundancy', '2']);
-    expect(r.deleted).toEqual([a1.name, a0.name]);
+    expect(r.deleted).toEqual([a1.name, a0.name, ...obsoleteRedo2]);
+    expect(repoSegments(repo).map((g) => g.name)).toEqual(segsBefore.filter((g) => !obsoleteRedo2.includes(g.name)).map((g) => g.name));
     for (const s of [a0, a1]) expect(existsSync(join(repo, 'sets', s.name)), s.name).toBe(false);
     expect(readdirSync(join(repo, 'sets')).sort()).toEqual([b0, b1, b2, c0, c1].map((s) => s.name));
     expect(await listNames(repo)).toEqual([b0, b1, b2, c0, c1].map((s) => s.name));
@@ -158,9 +179,13 @@ describe('retention: report obsolete / delete obsolete', () => {
     // The oldest kept level 0 restores points after it with redo: between b0 and b1.
     const between = String((BigInt(b0.endLsn) + BigInt(b1.endLsn)) / 2n);
     const mid = join(dir, 'between.db');
-    const m = await run(['restore', '--repo', repo, '--archive', arch, '--to', mid, '--until-lsn', between, '--json']);
+    // (from the repository's own redo alone: what b0 needs was kept)
+    const m = await run(['restore', '--repo', repo, '--to', mid, '--until-lsn', between, '--json']);
     expect(m.code, m.stderr).toBe(0);
-    expect(JSON.parse(m.stdout).plan.steps.map((s: { kind: string; name?: string }) => s.name ?? s.kind)).toEqual([b0.name, 'redo']);
+    expect(JSON.parse(m.stdout).plan.steps.map((s: { source?: string; name?: string }) => s.name ?? s.source)).toEqual([b0.name, 'repository']);
+    const midArch = join(dir, 'between-archive.db');
+    expect((await run(['restore', '--archive', arch, '--to', midArch, '--until-lsn', between])).code).toBe(0);
+    expect(differingPages(readFileSync(midArch), readFileSync(mid), 4096)).toEqual([]);
     // What was deleted cannot be restored from the repository any more.
     const gone = await run(['restore', '--repo', repo, '--to', join(dir, 'gone.db'), '--until-lsn', a1.endLsn]);
     expect(gone.code).toBe(31);
@@ -168,18 +193,26 @@ describe('retention: report obsolete / delete obsolete', () => {
 
     // Again: nothing more is obsolete.
     r = await retention('delete', repo, ['--redundancy', '2']);
-    expect([r.obsolete, r.deleted]).toEqual([[], []]);
+    expect([r.obsolete, r.redo.obsolete, r.deleted]).toEqual([[], [], []]);
 
     // delete --redundancy 1: b's chain, dependants first (b2's parent is b1, b1's is b0).
     const human2 = await run(['delete', 'obsolete', '--repo', repo, '--redundancy', '1']);
     expect(human2.code, human2.stderr).toBe(0);
-    expect(human2.stderr).toBe(`deleted ${b2.name}\ndeleted ${b1.name}\ndeleted ${b0.name}\n`);
-    expect(human2.stdout).toMatch(/deleted 3 backup set\(s\), /);
+    const obsoleteRedo1 = repoSegments(repo).filter((g) => g.lastLsn <= BigInt(c0.endLsn)).map((g) => g.name);
+    expect(human2.stderr).toBe([b2.name, b1.name, b0.name, ...obsoleteRedo1].map((n) => `deleted ${n}\n`).join(''));
+    expect(human2.stdout).toMatch(new RegExp(`deleted 3 backup set\\(s\\) and ${obsoleteRedo1.length} redo segment\\(s\\), `));
     expect(await listNames(repo)).toEqual([c0.name, c1.name]);
     plan = await restoreToEndMatches(dir, db, arch, repo, 'after-redundancy-1');
     expect(plan.steps.map((s) => s.name ?? s.kind)).toEqual([c0.name, c1.name, 'redo']);
     await repoRestoreMatches(dir, arch, repo, c0.endLsn);
     await repoRestoreMatches(dir, arch, repo, c1.endLsn);
+    // From the repository alone (its kept redo), to the end: the primary.
+    const alone = join(dir, 'alone.db');
+    const ra = await run(['restore', '--repo', repo, '--to', alone, '--json']);
+    expect(ra.code, ra.stderr).toBe(0);
+    expect(JSON.parse(ra.stdout).plan.steps.map((s: { source?: string; name?: string }) => s.name ?? s.source)).toEqual([c0.name, c1.name, 'repository']);
+    const cmp = compareWithPrimary(db, alone);
+    expect([cmp.differing, cmp.rowsEqual, cmp.integrity]).toEqual([[], true, 'ok']);
   });
 
   test('report and delete have --help with an example', async () => {

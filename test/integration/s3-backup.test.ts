@@ -9,7 +9,7 @@
  */
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compareWithPrimary, differingPages, integrityCheck, makeDb, sleep, start, startWorkload, startedProcesses, stopGracefully, tempDir, type Proc } from '../helpers/index.js';
@@ -204,6 +204,76 @@ describe.skipIf(cannotRun !== '')(`backup repositories in S3 (s3rver)${cannotRun
     expect(cmp.differing).toEqual([]);
     expect(cmp.rowsEqual).toBe(true);
     expect(cmp.integrity).toBe('ok');
+  });
+
+  test('restore from the bucket alone, with redo from its own copy (--archive-to): equal to the primary at each LSN', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const repo = `s3://${BUCKET}/redo-copy`;
+    makeDb(db);
+    // Small, young segments: redo is sealed and copied to the bucket within moments of its commit.
+    const primary: Proc = start(['primary', '--db', db, '--archive', arch, '--segment-size', '64KB', '--segment-age', '300ms', '--archive-to', repo], { cwd: dir, env: ENV });
+    await Promise.race([
+      primary.waitFor(/primary: capturing/),
+      primary.exited.then(({ code }) => {
+        throw new Error(`primary exited with ${code}:\n${primary.stderr}`);
+      }),
+    ]);
+    await startWorkload(db, { seed: 6, mix: 'stress', count: 120 }).result();
+    const l0 = await backup(db, arch, repo);
+    await startWorkload(db, { seed: 7, count: 150 }).result();
+    await sleep(500);
+    expect(await stopGracefully(primary), primary.stderr).toBe(0); // seals the last segment and copies it
+    const segs = [...(await bucketKeys('redo-copy/archive/segments/')).keys()];
+    expect(segs.length).toBeGreaterThan(3);
+
+    // Every LSN of the redo, from a working directory that holds no archive: preview first (it writes nothing).
+    const elsewhere = tempDir();
+    const end = Number(JSON.parse((await cli(['archive', 'list', '--archive', arch, '--json'], dir)).stdout).lastLsn);
+    const mid = String(Math.floor((Number(l0.endLsn) + end) / 2));
+    const pv = await cli(['restore', '--repo', repo, '--to', join(elsewhere, 'p.db'), '--until-lsn', mid, '--preview', '--json'], elsewhere);
+    expect(pv.code, pv.stderr).toBe(0);
+    expect(JSON.parse(pv.stdout).plan.steps).toEqual([
+      expect.objectContaining({ kind: 'set', name: l0.name }),
+      { kind: 'redo', source: 'repository', fromLsn: String(Number(l0.endLsn) + 1), toLsn: mid, records: Number(mid) - Number(l0.endLsn) },
+    ]);
+    expect(readdirSync(elsewhere)).toEqual([]);
+    for (const lsn of [mid, String(end)]) {
+      const fromArchive = join(dir, `archive-${lsn}.db`);
+      const fromBucket = join(elsewhere, `bucket-${lsn}.db`);
+      expect((await cli(['restore', '--archive', arch, '--to', fromArchive, '--until-lsn', lsn], dir)).code).toBe(0);
+      const r = await cli(['restore', '--repo', repo, '--to', fromBucket, '--until-lsn', lsn, '--json'], elsewhere);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).plan.steps.map((s: { name?: string; source?: string }) => s.name ?? s.source)).toEqual([l0.name, 'repository']);
+      expect(differingPages(readFileSync(fromArchive), readFileSync(fromBucket), 4096), `LSN ${lsn}`).toEqual([]);
+      expect(integrityCheck(fromBucket)).toBe('ok');
+    }
+    // At the end: the primary itself, page for page, row for row; no staged redo left beside the target.
+    const cmp = compareWithPrimary(db, join(elsewhere, `bucket-${end}.db`));
+    expect(cmp.differing).toEqual([]);
+    expect(cmp.rowsEqual).toBe(true);
+    expect(readdirSync(elsewhere).filter((n) => !/^bucket-\d+\.db(-wal|-shm)?$/.test(n))).toEqual([]);
+
+    // A local archive that lost segments after the backup: restore completes it from the bucket.
+    const partial = join(dir, 'partial-arch');
+    cpSync(arch, partial, { recursive: true });
+    // (two sealed segments after the level 0: names are <incarnation>-<first LSN>-<last LSN>.seg, in hex)
+    const lost = readdirSync(join(partial, 'segments'))
+      .filter((n) => n.endsWith('.seg') && BigInt('0x' + n.slice(9, 25)) > BigInt(l0.endLsn))
+      .slice(0, 2);
+    expect(lost.length).toBe(2);
+    for (const n of lost) rmSync(join(partial, 'segments', n));
+    const mixed = join(elsewhere, 'mixed.db');
+    const r = await cli(['restore', '--repo', repo, '--archive', partial, '--to', mixed, '--json'], elsewhere);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).plan.steps.some((s: { source?: string }) => s.source === 'repository')).toBe(true);
+    expect(differingPages(readFileSync(join(elsewhere, `bucket-${end}.db`)), readFileSync(mixed), 4096)).toEqual([]);
+
+    // validate --restore-test restores through the bucket's redo too.
+    const v = await cli(['validate', '--repo', repo, '--restore-test', '--json'], elsewhere);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    expect(JSON.parse(v.stdout).restoreTest).toMatchObject({ integrity: 'ok', mismatches: [], redoToLsn: String(end) });
   });
 
   test('refused credentials and a missing repository: clear errors, nothing written', async () => {
