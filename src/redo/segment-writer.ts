@@ -89,10 +89,20 @@ export function* recordParts(
   else yield make(pgnos, data, part, true);
 }
 
-/** A record framed as the archive holds it (and as redo messages carry it): [part header, body] pairs. */
+/** Frames of records appended lately, by record object: the redo server sends the very bytes written. */
+const framedOf = new WeakMap<RedoRecord, Buffer[]>();
+
+/**
+ * A record framed as the archive holds it (and as redo messages carry it): [part header, body] pairs. Framed
+ * once per record object: a record the archive's writer appended is not framed again for standbys.
+ */
 export function framedRecord(r: RedoRecord, pageSize: number): Buffer[] {
-  const bufs: Buffer[] = [];
-  for (const p of recordParts(r, r.pages, pageSize)) bufs.push(...encodePartBuffers(p));
+  let bufs = framedOf.get(r);
+  if (!bufs) {
+    bufs = [];
+    for (const p of recordParts(r, r.pages, pageSize)) bufs.push(...encodePartBuffers(p));
+    framedOf.set(r, bufs);
+  }
   return bufs;
 }
 
