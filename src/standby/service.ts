@@ -9,9 +9,9 @@
 import { join, resolve } from 'node:path';
 import { renameSync, writeFileSync } from 'node:fs';
 import { RedoshipError } from '../error/index.js';
-import { Archive, ArchiveRecordReader, splitFramedParts, type ArchiveWriter, type Lsn, type RedoRecord } from '../redo/index.js';
+import { Archive, splitFramedParts, type ArchiveWriter, type Lsn, type RedoRecord } from '../redo/index.js';
 import { RedoClient, RedoServer, archiveSource, type TlsClientOptions, type TlsServerOptions, type Welcome } from '../transport/index.js';
-import { Applier } from './applier.js';
+import { ApplyThread, type AppliedState } from './apply-thread.js';
 import { readControl, type StandbyControl } from './control.js';
 
 export interface StandbyOptions {
@@ -79,6 +79,8 @@ export interface StandbyHandle {
 const nowUs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
 /** REDOSHIP_TRACE=1 logs every receive and apply batch with its timing (for diagnosing lag). */
 const TRACE = process.env.REDOSHIP_TRACE === '1';
+/** Least time between two apply batches: one batch (six syncs) then covers several received messages. */
+const APPLY_COALESCE_MS = 2;
 
 export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
   const dir = resolve(o.archive);
@@ -88,18 +90,45 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
   const writerOpts = { segmentBytes: o.segmentBytes ?? 64 * 1024 * 1024, segmentAgeMs: o.segmentAgeMs ?? 60_000, incarnation: 1 };
   let archive: Archive | null = Archive.exists(dir) ? Archive.open(dir) : null;
   let writer: ArchiveWriter | null = archive ? archive.openWriter(writerOpts) : null;
-  let applier: Applier | null = null;
-  if (db && archive) applier = Applier.open(db, archive);
+  /** What the apply thread last reported (null: no database, or not opened or seeded yet). */
+  let applier: AppliedState | null = null;
   let next: { lsn: Lsn; part: number } = { lsn: ((writer?.lastLsn ?? 0n) + 1n) as Lsn, part: 0 };
   const listeners = new Set<() => void>();
   let failWith!: (e: Error) => void;
   const failed = new Promise<Error>((r) => (failWith = r));
   let stopped = false;
   let control: StandbyControl = archive ? readControl(dir) : readControl(dir);
-  let nextApply: RedoRecord | null = null;
-  let reader: ArchiveRecordReader | null = null;
-  let applyTimer: NodeJS.Timeout | null = null;
+  let nextApply: { readonly lsn: bigint; readonly commitTimeUs: bigint } | null = null;
   let server: RedoServer | null = null;
+
+  // The applier runs in its own thread: its syncs never delay receiving and acknowledging.
+  let applyThread: ApplyThread | null = null;
+  try {
+    if (db)
+      applyThread = await ApplyThread.start(
+        { db, archiveDir: dir, delayUs, maxBatchRecords: o.maxBatchRecords ?? 10_000, coalesceMs: APPLY_COALESCE_MS, trace: TRACE },
+        {
+          onApplied: (state, atUs) => {
+            applier = state;
+            o.onProgress?.({ type: 'applied', lastLsn: state.appliedLsn, atUs });
+            for (const l of listeners) l();
+          },
+          onSeeded: (state) => (applier = state),
+          onNext: (n) => (nextApply = n),
+          onEvent: emit,
+          onFatal: (e) => {
+            stopped = true;
+            client.stop();
+            failWith(e);
+          },
+        },
+      );
+  } catch (e) {
+    writer?.close({ seal: false });
+    throw e;
+  }
+  applier = applyThread?.state ?? null;
+  if (applyThread && writer) applyThread.durable(writer.lastLsn);
 
   const onWelcome = (w: Welcome) => {
     if (!archive) {
@@ -129,9 +158,10 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     const lastPart = parts[parts.length - 1];
     if (lastPart) next = lastPart.part.last ? { lsn: (lastPart.part.lsn + 1n) as Lsn, part: 0 } : { lsn: lastPart.part.lsn, part: lastPart.part.part + 1 };
     for (const l of listeners) l();
-    if (lastComplete) o.onProgress?.({ type: 'durable', lastLsn: writer!.lastLsn, atUs: nowUs() });
-    // A couple of milliseconds lets one apply batch (six syncs) cover several received messages.
-    scheduleApply(2);
+    if (lastComplete) {
+      o.onProgress?.({ type: 'durable', lastLsn: writer!.lastLsn, atUs: nowUs() });
+      applyThread?.durable(writer!.lastLsn);
+    }
     if (TRACE) emit({ type: 'info', message: `trace: received ${parts.length} parts to LSN ${writer!.lastLsn} (${buf.length} bytes)` });
     return writer!.lastLsn;
   };
@@ -157,80 +187,14 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     },
   });
 
-  /** Applies what is eligible; reschedules itself for the next record's due time. */
-  let retryAtMs = 0;
-  const applyStep = () => {
-    applyTimer = null;
-    if (stopped || !db || !archive || !writer || Date.now() < retryAtMs) return;
+  // Pause, resume, apply --until: the apply thread reads the control file itself; status shows it from here.
+  const controlTimer = setInterval(() => {
     try {
       control = readControl(dir);
-      if (!applier) {
-        const base = writer.lastLsn > 0n ? archive.latestBaseAtOrBefore(writer.lastLsn) : null;
-        if (base === null) return;
-        const t = archive.commitTimeOf(base);
-        if (t === null) return;
-        if (t + delayUs > nowUs() && control.untilLsn === null) return scheduleApply(Number((t + delayUs - nowUs()) / 1000n) + 1);
-        applier = Applier.seed(db, archive, base);
-        emit({ type: 'info', message: `seeded ${db} from the base at LSN ${base}` });
-      }
-      if (control.paused) return;
-      if (!reader) reader = new ArchiveRecordReader(archive, (applier.appliedLsn + 1n) as Lsn);
-      const batch: RedoRecord[] = [];
-      let pages = 0;
-      let waitMs = -1;
-      const max = o.maxBatchRecords ?? 10_000;
-      for (;;) {
-        const r = reader.peek();
-        nextApply = r;
-        if (!r) break;
-        const forced = (control.untilLsn !== null && r.lsn <= control.untilLsn) || (control.untilTimeUs !== null && r.commitTimeUs <= control.untilTimeUs);
-        const pastUntil = (control.untilLsn !== null && r.lsn > control.untilLsn) || (control.untilTimeUs !== null && r.commitTimeUs > control.untilTimeUs);
-        if (pastUntil) break;
-        if (!forced && r.commitTimeUs + delayUs > nowUs()) {
-          waitMs = Number((r.commitTimeUs + delayUs - nowUs()) / 1000n) + 1;
-          break;
-        }
-        batch.push(reader.take()!);
-        pages += r.pages.length;
-        if (batch.length >= max || pages >= 50_000) {
-          waitMs = 0;
-          break;
-        }
-      }
-      if (batch.length > 0) {
-        applier.apply(batch);
-        o.onProgress?.({ type: 'applied', lastLsn: applier.appliedLsn, atUs: nowUs() });
-        if (TRACE) emit({ type: 'info', message: `trace: applied LSN ${batch[0]!.lsn}..${batch[batch.length - 1]!.lsn} in ${applier.lastBatchMs.toFixed(1)} ms (${applier.lastBatchPages} pages); next due in ${waitMs} ms` });
-        nextApply = reader.peek();
-        for (const l of listeners) l();
-      }
-      if (waitMs >= 0) scheduleApply(Math.max(0, waitMs));
-    } catch (e) {
-      reader = null;
-      if (e instanceof RedoshipError && (e.code === 'WRONG_DATABASE' || e.code === 'TARGET_EXISTS' || e.code === 'NOT_A_DATABASE')) {
-        stopped = true;
-        failWith(e);
-        return;
-      }
-      emit({ type: 'warning', message: `apply failed: ${(e as Error).message}; retrying in 1 s` });
-      retryAtMs = Date.now() + 1000;
-      scheduleApply(1000);
+    } catch {
+      /* the apply thread reports a bad control file */
     }
-  };
-  let applyDueMs = 0;
-  /** Wakes the applier in ms, unless a wake-up is already due sooner. */
-  const scheduleApply = (ms: number) => {
-    if (stopped) return;
-    const due = Date.now() + ms;
-    if (applyTimer) {
-      if (applyDueMs <= due) return;
-      clearTimeout(applyTimer);
-    }
-    applyDueMs = due;
-    applyTimer = setTimeout(applyStep, ms);
-  };
-  // Control changes (pause, resume, apply --until) and delays that pass are seen by this tick too.
-  const controlTimer = setInterval(() => scheduleApply(0), 200);
+  }, 200);
 
   const status = (): StandbyStatus => {
     const received = writer?.lastLsn ?? 0n;
@@ -299,7 +263,6 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
   }
 
   client.start();
-  scheduleApply(0);
   writeStatus();
 
   return {
@@ -314,7 +277,7 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       clearInterval(controlTimer);
       clearInterval(statusTimer);
       clearInterval(sealTimer);
-      if (applyTimer) clearTimeout(applyTimer);
+      await applyThread?.stop();
       await server?.close();
       writeStatus();
       writer?.close({ seal: true });
