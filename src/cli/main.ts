@@ -11,6 +11,10 @@ import { restoreCommand } from './restore-cmd.js';
 import { statusCommand } from './status-cmd.js';
 import { demoCommand } from './demo-cmd.js';
 import { standbyCommand } from './standby-cmd.js';
+import { promoteCommand } from './promote-cmd.js';
+import { switchoverCommand } from './switchover-cmd.js';
+import { reinstateCommand } from './reinstate-cmd.js';
+import { repairCommand } from './repair-cmd.js';
 import { backupCommand, catalogRebuildCommand, crosscheckCommand, listCommand, validateCommand } from './backup-cmd.js';
 import { deleteObsoleteCommand, reportObsoleteCommand } from './retention-cmd.js';
 import { drillCommand } from './drill-cmd.js';
@@ -56,7 +60,7 @@ export function buildProgram(): Command {
     .option('--archive-to <repo>', 'copy every sealed archive segment to this backup repository within seconds (remote archiving)')
     .option('--quiet', 'print only warnings and errors')
     .addHelpText('after', example('npx redoship primary --db app.db --archive ./arch\nnpx redoship primary --db app.db --archive ./arch --listen 127.0.0.1:7400 --token-file secret\nnpx redoship primary --config /etc/redoship/app.json'))
-    .action(primaryCommand);
+    .action((flags: Parameters<typeof primaryCommand>[0]) => primaryCommand(flags));
 
   program
     .command('standby')
@@ -89,7 +93,67 @@ export function buildProgram(): Command {
           'npx redoship standby resume --archive ./dr-arch',
       ),
     )
-    .action(standbyCommand);
+    .action((verb: string | undefined, flags: Parameters<typeof standbyCommand>[1]) => standbyCommand(verb, flags));
+
+  program
+    .command('promote')
+    .description('failover: make a standby the primary (new incarnation, WAL mode); a running standby daemon goes on as the primary')
+    .option('--archive <dir>', 'the standby archive')
+    .option('--db <path>', 'the standby database (default: the one the archive keeps; needed for an archive-only site)')
+    .option('--until-lsn <n>', 'promote at this LSN instead of the last one received')
+    .option('--until-time <iso>', 'promote at the last transaction committed at or before this time')
+    .option('--no-serve', 'without a running standby daemon: promote the files and exit instead of running as the primary')
+    .option('--listen <host:port>', 'without a running standby daemon: serve redo on this address as the primary')
+    .option('--token-file <file>', 'the shared secret (with --listen)')
+    .option('--metrics <host:port>', 'serve Prometheus metrics (when running as the primary here)')
+    .option('--timeout <seconds>', 'how long to wait for a running standby daemon to promote (default 120)')
+    .option('--json', 'print the result as JSON')
+    .option('--quiet', 'print only warnings and errors')
+    .addHelpText('after', example('npx redoship promote --archive ./dr-arch\nnpx redoship promote --archive ./dr-arch --until-time 2026-11-22T09:59:00Z --json'))
+    .action((flags: Parameters<typeof promoteCommand>[0]) => promoteCommand(flags));
+
+  program
+    .command('switchover')
+    .description('planned role swap without loss: the standby at --to becomes the primary, the primary its standby')
+    .option('--to <url>', "the standby to promote: its --listen address, ws://HOST:PORT")
+    .option('--token-file <file>', 'the shared secret of the primary and standbys')
+    .option('--tls-ca <file>', 'trust this CA for wss:// certificates')
+    .option('--timeout <duration>', 'give up (and let the primary accept writes again) after this long (default 30s)')
+    .option('--json', 'print the result as JSON')
+    .option('--quiet', 'print only the result')
+    .addHelpText('after', example('npx redoship switchover --to ws://standby:7401 --token-file secret'))
+    .action((flags: Parameters<typeof switchoverCommand>[0]) => switchoverCommand(flags));
+
+  program
+    .command('reinstate')
+    .description('make an old primary a standby of the new one, copying only the pages that differ')
+    .option('--db <path>', 'the old primary database')
+    .option('--archive <dir>', 'its archive')
+    .option('--from <url>', 'the new primary: ws://HOST:PORT')
+    .option('--token-file <file>', 'the shared secret')
+    .option('--tls-ca <file>', 'trust this CA for wss:// certificates')
+    .option('--listen <host:port>', 'as a standby, serve redo onward on this address')
+    .option('--delay <duration>', 'as a standby, apply with this delay')
+    .option('--no-serve', 'exit after reinstating instead of running as the standby')
+    .option('--json', 'print the result as JSON')
+    .option('--quiet', 'print only warnings and errors')
+    .addHelpText('after', example('npx redoship reinstate --db old.db --archive ./old-arch --from ws://new-primary:7400 --token-file secret'))
+    .action((flags: Parameters<typeof reinstateCommand>[0]) => reinstateCommand(flags));
+
+  program
+    .command('repair')
+    .description('block media recovery: rewrite damaged pages of a live database from a standby, an archive, or backups + redo')
+    .option('--db <path>', 'the database (a running redoship primary)')
+    .option('--pages <list>', 'page numbers: 5,9,20-24')
+    .option('--from <source>', 'ws://standby:PORT (or the primary), an archive directory, or a backup repository')
+    .option('--archive <dir>', "the primary's archive (default: found from the running primary)")
+    .option('--token-file <file>', 'the shared secret (with a ws:// source)')
+    .option('--tls-ca <file>', 'trust this CA for wss://')
+    .option('--key-file <file>', 'key of encrypted backup sets (with a repository source)')
+    .option('--json', 'print the result as JSON')
+    .option('--quiet', 'print only the result')
+    .addHelpText('after', example('npx redoship repair --db app.db --pages 5,9 --from ws://standby:7401 --token-file secret\nnpx redoship repair --db app.db --pages 5 --from ./backups'))
+    .action((flags: Parameters<typeof repairCommand>[0]) => repairCommand(flags));
 
   const archive = program.command('archive').description('inspect an archive');
   archive
@@ -118,6 +182,7 @@ export function buildProgram(): Command {
     .option('--preview', 'with --repo: print the plan, read no data')
     .option('--encrypt-key-file <file>', 'the key file of encrypted backup sets')
     .option('--json', 'print the result as JSON')
+    .option('--quiet', 'no progress line (drawn only when stderr is a terminal)')
     .addHelpText(
       'after',
       example('npx redoship restore --archive ./arch --to out.db --until-time 2026-11-22T10:15:00Z\nnpx redoship restore --repo ./backups --archive ./arch --to out.db --preview'),
@@ -139,6 +204,7 @@ export function buildProgram(): Command {
     .option('--copy <repo>', 'also write an identical copy of the set to this repository (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--delete-input', 'with archive: delete the copied segments from the archive (those before its latest base)')
     .option('--json', 'print the result as JSON')
+    .option('--quiet', 'no progress line (drawn only when stderr is a terminal)')
     .addHelpText(
       'after',
       example(
@@ -157,6 +223,7 @@ export function buildProgram(): Command {
     .option('--restore-test', 'restore the newest chain to a temporary file: integrity_check and page hashes')
     .option('--encrypt-key-file <file>', 'the key file of encrypted backup sets')
     .option('--json', 'print JSON')
+    .option('--quiet', 'no progress line (drawn only when stderr is a terminal)')
     .addHelpText('after', example('npx redoship validate --repo ./backups --restore-test'))
     .action(validateCommand);
 
@@ -166,7 +233,6 @@ export function buildProgram(): Command {
     .requiredOption('--repo <dir>', 'the backup repository')
     .option('--json', 'print JSON')
     .addHelpText('after', example('npx redoship crosscheck --repo ./backups'))
-    .option('--quiet', 'no progress line (drawn only when stderr is a terminal)')
     .action(crosscheckCommand);
 
   program
@@ -188,7 +254,6 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON')
     .addHelpText('after', example('npx redoship list --repo ./backups --json'))
     .action(listCommand);
-    .option('--quiet', 'no progress line (drawn only when stderr is a terminal)')
 
   for (const [verb, action, what] of [
     ['report', reportObsoleteCommand, 'list the backup sets a retention policy no longer needs, and why (RMAN REPORT OBSOLETE)'],
@@ -207,7 +272,6 @@ export function buildProgram(): Command {
 
   program
     .command('drill')
-    .option('--quiet', 'no progress line (drawn only when stderr is a terminal)')
     .argument('<scenario>', 'a scenario file (scenarios/*.yaml)')
     .description('run a drill scenario end to end with real processes (faults, role changes, checks); report timeline, outage, loss, lags; exit 4 when a check fails')
     .option('--report <file>', 'also write the report as Markdown')

@@ -3,7 +3,11 @@ import { RedoshipError } from '../error/index.js';
 import { startPrimary, type CaptureEvent } from '../primary/index.js';
 import { reportError } from './main.js';
 import { hostPort, readSecret, readTlsFile } from './net-flags.js';
-import { catchSignals } from './signals.js';
+import { catchSignals, type Signals } from './signals.js';
+import { standbyCommand } from './standby-cmd.js';
+import { serveRoleRequests } from './switchover-cmd.js';
+import { Archive, type Lsn } from '../redo/index.js';
+import { Applier } from '../standby/index.js';
 import { serveBackupRequests, startRemoteArchiving } from './backup-cmd.js';
 import { parseCount, parseDuration, parseSize } from './units.js';
 
@@ -60,14 +64,20 @@ export function log(line: string): void {
   process.stderr.write(`${new Date().toISOString()} redoship: ${line}\n`);
 }
 
-export async function primaryCommand(flags: PrimaryFlags): Promise<void> {
-  const signals = catchSignals();
+export interface PrimaryHooks {
+  /** Called once the primary captures and serves (promotion reports its time from here). */
+  afterStart?(listen: string | null): void;
+}
+
+export async function primaryCommand(flags: PrimaryFlags, inherited?: Signals, hooks: PrimaryHooks = {}): Promise<void> {
+  const signals = inherited ?? catchSignals();
   const f = resolvePrimaryFlags(flags);
   const quiet = !!f.quiet;
   const onEvent = (e: CaptureEvent) => {
     if (e.type === 'warning') log(`warning: ${e.message}`);
     else if (e.type === 'info' && !quiet) log(e.message);
   };
+  let remote: Awaited<ReturnType<typeof startRemoteArchiving>> | null = null;
   const handle = await startPrimary({
     db: f.db,
     archive: f.archive,
@@ -77,7 +87,6 @@ export async function primaryCommand(flags: PrimaryFlags): Promise<void> {
     snapshotLockTimeoutMs: parseDuration(f.lockTimeout, '--lock-timeout'),
     adopt: !!f.adopt,
     onEvent,
-  let remote: Awaited<ReturnType<typeof startRemoteArchiving>> | null = null;
     ...(f.listen
       ? {
           listen: {
@@ -90,6 +99,7 @@ export async function primaryCommand(flags: PrimaryFlags): Promise<void> {
         }
       : {}),
     ...(f.metrics ? { metrics: hostPort(f.metrics, '--metrics') } : {}),
+    // A segment sealed before remote archiving has started is in the catch-up it starts with.
     ...(f.archiveTo ? { onSealed: (p: string) => remote?.enqueue(p) } : {}),
   });
   // Remote archiving: every sealed segment is copied to the repository within seconds, in order; what a
@@ -99,13 +109,44 @@ export async function primaryCommand(flags: PrimaryFlags): Promise<void> {
   if (!quiet)
     log(
       `primary: capturing ${st.db} into ${handle.archive.dir} (last LSN ${handle.capturer.lastLsn}, start: ${handle.capturer.stats.start})` +
-    // A segment sealed before remote archiving has started is in the catch-up it starts with.
         (st.listen ? `; serving redo on ${f.tlsCert ? 'wss' : 'ws'}://${st.listen}` : '') +
         (handle.metricsPort !== null ? `; metrics on port ${handle.metricsPort}` : ''),
     );
+  hooks.afterStart?.(st.listen);
   const stopRequests = serveBackupRequests(handle);
-  const why = await Promise.race([signals.next, handle.failed.then((e) => e)]);
+  const roles = serveRoleRequests(handle, f.db, f.archive);
+  const why = await Promise.race([signals.next, handle.failed.then((e) => e), roles.demoteRequested]);
   stopRequests();
+  roles.stop();
+  if (typeof why === 'object' && !(why instanceof Error)) {
+    // Switchover: the target has promoted; this process goes on as its standby.
+    let at: { lsn: bigint; commitTimeUs: bigint };
+    try {
+      at = await handle.demote(why.newPrimary, (ms) => log(`waiting for applications to close ${st.db} (${Math.round(ms / 1000)} s): they belong on the new primary ${why.newPrimary}`));
+      await remote?.drain();
+    } catch (e) {
+      process.exitCode = reportError(e);
+      return;
+    }
+    Applier.adopt(f.db, Archive.open(f.archive), at.lsn as Lsn, at.commitTimeUs);
+    log(`demoted at LSN ${at.lsn}: now a standby of ${why.newPrimary}`);
+    await standbyCommand(
+      undefined,
+      {
+        db: f.db,
+        archive: f.archive,
+        from: why.newPrimary,
+        ...(f.tokenFile ? { tokenFile: f.tokenFile } : {}),
+        ...(f.listen ? { listen: f.listen } : {}),
+        ...(f.tlsCa ? { tlsCa: f.tlsCa } : {}),
+        ...(f.tlsCert ? { tlsCert: f.tlsCert } : {}),
+        ...(f.tlsKey ? { tlsKey: f.tlsKey } : {}),
+        ...(quiet ? { quiet: true } : {}),
+      },
+      signals,
+    );
+    return;
+  }
   if (remote) {
     // The stop seals the open segment: copy it too before exiting.
     await handle.stop().catch(() => {});

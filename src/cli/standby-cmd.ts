@@ -7,7 +7,8 @@ import { Archive } from '../redo/index.js';
 import { STANDBY_STATUS_FILE, readControl, startStandby, writeControl, type StandbyStatus } from '../standby/index.js';
 import { reportError } from './main.js';
 import { hostPort, readSecret, readTlsFile } from './net-flags.js';
-import { catchSignals } from './signals.js';
+import { catchSignals, type Signals } from './signals.js';
+import { finishPromoteRequest, runPromoted, watchPromoteRequests } from './promote-cmd.js';
 import { log } from './primary-cmd.js';
 import { parseDuration, parseLsn, parseTime, parseSize } from './units.js';
 
@@ -34,11 +35,11 @@ export interface StandbyFlags {
 
 const KEYS = ['db', 'archive', 'from', 'tokenFile', 'delay', 'name', 'listen', 'metrics', 'tlsCa', 'tlsCert', 'tlsKey', 'segmentSize', 'segmentAge', 'quiet'] as const;
 
-export async function standbyCommand(verb: string | undefined, flags: StandbyFlags): Promise<void> {
+export async function standbyCommand(verb: string | undefined, flags: StandbyFlags, inherited?: Signals): Promise<void> {
   if (verb === 'pause' || verb === 'resume' || verb === 'apply') return controlCommand(verb, flags);
   if (verb !== undefined)
     throw new RedoshipError('USAGE', `unknown standby action "${verb}"`, 'use: redoship standby [pause|resume|apply] ...');
-  const signals = catchSignals();
+  const signals = inherited ?? catchSignals();
   const file = flags.config ? loadConfig(flags.config, KEYS) : {};
   const f = { ...file, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) } as StandbyFlags;
   if (!f.archive || !f.from)
@@ -65,15 +66,21 @@ export async function standbyCommand(verb: string | undefined, flags: StandbyFla
   });
   const metrics = f.metrics ? await startMetricsServer(...Object.values(hostPort(f.metrics, '--metrics')) as [string, number], () => standbyMetrics(handle.status())) : null;
   if (!quiet) log(`standby: receiving from ${f.from} into ${resolve(f.archive)}${f.db ? `, applying to ${resolve(f.db)} with a delay of ${f.delay ?? '0s'}` : ' (archive only)'}`);
-  const why = await Promise.race([signals.next, handle.failed.then((e) => e)]);
-  if (typeof why !== 'string') process.exitCode = reportError(why);
-  else if (!quiet) log(`${why}: stopping`);
+  // Promotion, asked for by `redoship promote` (a request file) or by `switchover` (a control request).
+  const promotion = watchPromoteRequests(handle, resolve(f.archive), f.delay ? parseDuration(f.delay, '--delay') : 0);
+  const why = await Promise.race([signals.next, handle.failed.then((e) => e), promotion.requested]);
+  promotion.stop();
+  if (why instanceof Error) process.exitCode = reportError(why);
+  else if (typeof why === 'string' && !quiet) log(`${why}: stopping`);
   try {
     await metrics?.close();
     await handle.stop();
   } catch (e) {
     process.exitCode = reportError(e);
+    if (typeof why === 'object' && !(why instanceof Error)) finishPromoteRequest(resolve(f.archive), why, { ok: false, error: (e as Error).message });
+    return;
   }
+  if (typeof why === 'object' && !(why instanceof Error)) await runPromoted(f, why, signals);
 }
 
 function standbyMetrics(s: StandbyStatus): Metric[] {

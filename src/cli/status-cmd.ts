@@ -1,13 +1,25 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { STATUS_FILE, type PrimaryStatus } from '../primary/index.js';
-import { Archive, isProcessAlive } from '../redo/index.js';
+import { Archive, currentIncarnation, describeIncarnation, isProcessAlive, readFence } from '../redo/index.js';
 import { STANDBY_STATUS_FILE, type StandbyStatus } from '../standby/index.js';
 import { formatAgo, formatBytes, formatTimeUs, toJson } from './units.js';
 
 export function statusCommand(f: { archive: string; json?: boolean }): void {
   const a = Archive.open(f.archive);
-  if (existsSync(join(a.dir, STANDBY_STATUS_FILE))) return standbyStatus(a, f.json === true);
+  // A promoted standby or a demoted primary leaves both status files: the one whose process runs wins,
+  // else the newer.
+  const read = (name: string): { pid: number; updatedAt: string } | null => {
+    try {
+      return JSON.parse(readFileSync(join(a.dir, name), 'utf8')) as { pid: number; updatedAt: string };
+    } catch {
+      return null;
+    }
+  };
+  const sb = read(STANDBY_STATUS_FILE);
+  const pr = read(STATUS_FILE);
+  const rank = (x: { pid: number; updatedAt: string } | null) => (x ? (isProcessAlive(x.pid) ? 2e13 : 0) + new Date(x.updatedAt).getTime() : -1);
+  if (sb && rank(sb) > rank(pr)) return standbyStatus(a, f.json === true);
   const tail = a.tail();
   const segs = a.segments();
   const statusPath = join(a.dir, STATUS_FILE);
@@ -27,6 +39,8 @@ export function statusCommand(f: { archive: string; json?: boolean }): void {
     archive: a.dir,
     database: a.identity.databasePath,
     databaseId: a.identity.databaseId,
+    incarnation: currentIncarnation(a.history()).incarnation,
+    fenced: readFence(a.dir),
     primary: running && primary ? { pid: primary.pid, startedAt: primary.startedAt, updatedAt: primary.updatedAt, sqliteVersion: primary.sqliteVersion } : null,
     lastLsn: tail?.lsn ?? null,
     lastCommitTime: tail ? formatTimeUs(tail.commitTimeUs) : null,
@@ -49,6 +63,8 @@ export function statusCommand(f: { archive: string; json?: boolean }): void {
     `archive     ${out.archive}`,
     `database    ${out.database}`,
     `primary     ${out.primary ? `running, pid ${out.primary.pid}, since ${out.primary.startedAt} (SQLite ${out.primary.sqliteVersion})` : 'not running'}`,
+    `incarnation ${describeIncarnation(currentIncarnation(a.history()))}`,
+    ...(out.fenced ? [`FENCED      ${out.fenced.why}`] : []),
     `last LSN    ${out.lastLsn ?? '-'}`,
     `last commit ${out.lastCommitTime ?? '-'}${out.lastCommitAgeMs !== null ? ` (${formatAgo(out.lastCommitAgeMs)} ago)` : ''}`,
     `WAL         ${out.walBytes !== null ? `${formatBytes(out.walBytes)}, ${out.walFrames} frames published` : '-'}`,

@@ -26,6 +26,9 @@ export const ERROR_CODES = {
   PEER_REFUSED: 41, // the other side of a redo connection refused us, or failed to prove the secret
   PEER_UNREACHABLE: 42,
   WAL_CORRUPT: 50, // the live WAL does not match what SQLite published
+  FENCED: 60, // this side was superseded by a newer incarnation (failover or switchover elsewhere)
+  DIVERGED: 61, // two lines of history split: a peer holds transactions the other line never had
+  ROLE: 62, // the command needs another role (a standby to promote, a primary to switch over)
   ASSERT: 99, // should be impossible: a bug
 } as const;
 

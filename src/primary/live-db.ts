@@ -305,4 +305,65 @@ export class LiveDatabase {
     c.prepare('COMMIT').run();
     this.beginRead(c);
   }
+
+  /**
+   * Demotion (switchover): with the write lock held and everything captured, turns the file back into a
+   * rollback-journal database, so that it can be kept as a standby. SQLite changes the journal mode only for
+   * a connection that is alone on the file, so this waits, holding the write lock between attempts, until the
+   * application has closed its connections (it sees SQLITE_BUSY meanwhile and should move to the new
+   * primary). Between two attempts the lock is free for an instant; a commit that slips in is detected from
+   * the wal-index and refused (DIVERGED), never silently kept or lost. Our other connections are closed
+   * first (the raw fds stay open: see release()).
+   */
+  async convertToRollbackMode(onWait: (waitedMs: number) => void, timeoutMs: number): Promise<void> {
+    const c = this.writeLocked;
+    if (!c) throw new Error('assert: demotion without the write lock');
+    const frozen = this.readWalIndex();
+    for (const o of [...this.conns, ...(this.pinConn ? [this.pinConn] : [])]) {
+      if (o === c) continue;
+      try {
+        if (o.inTransaction) o.prepare('ROLLBACK').run();
+        o.close();
+      } catch {
+        /* closing anyway */
+      }
+    }
+    this.pinConn = null;
+    this.reader = -1;
+    const t0 = Date.now();
+    let lastSaid = 0;
+    for (;;) {
+      c.prepare('ROLLBACK').run();
+      this.writeLocked = null;
+      c.pragma('busy_timeout = 0');
+      let mode = '';
+      try {
+        mode = String(c.pragma('journal_mode = DELETE', { simple: true })).toLowerCase();
+      } catch (e) {
+        if (!String((e as { code?: string }).code).startsWith('SQLITE_BUSY')) throw e;
+      }
+      if (mode === 'delete') {
+        c.close();
+        return;
+      }
+      c.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
+      c.prepare('BEGIN IMMEDIATE').run();
+      this.writeLocked = c;
+      const now = this.readWalIndex();
+      if (frozen && now && (now.mxFrame !== frozen.mxFrame || now.salt1 !== frozen.salt1 || now.salt2 !== frozen.salt2))
+        throw new RedoshipError(
+          'DIVERGED',
+          `an application committed to ${this.path} after the switchover froze it; that transaction is on no standby`,
+          `keep the file aside if you need that transaction, then make it a standby with \`redoship reinstate\``,
+        );
+      const waited = Date.now() - t0;
+      if (waited > timeoutMs)
+        throw new RedoshipError('DATABASE_BUSY', `applications still have ${this.path} open after ${Math.round(waited / 1000)} s`, 'close them (they belong on the new primary), then run `redoship reinstate` to make this database a standby');
+      if (waited - lastSaid >= 2000) {
+        lastSaid = waited;
+        onWait(waited);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
 }

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
-import { Archive, acquirePidLock, type ArchiveWriter, type PidLock } from '../redo/index.js';
+import { Archive, acquirePidLock, currentIncarnation, readFence, writeFence, type ArchiveWriter, type PidLock } from '../redo/index.js';
 import { startMetricsServer, type Metric } from '../log/index.js';
 import { RecentRedo, RedoServer, archiveSource, checkListenable, type StandbyInfo, type TlsServerOptions } from '../transport/index.js';
 import { Capturer, DEFAULT_CAPTURE_OPTIONS, captureError, type CaptureEvent, type CaptureOptions, type CaptureStats } from './capture.js';
@@ -81,6 +81,20 @@ export interface PrimaryHandle {
    * pinned on its own connection (capture goes on meanwhile). Call release() when done.
    */
   backupSnapshot(): BackupSnapshot;
+  /**
+   * Switchover, step 1: takes the application's write lock (applications see SQLITE_BUSY and retry) and
+   * captures everything committed. The lock is released by thaw(), by demote(), or after autoThawMs (so a
+   * switchover that dies half-way cannot leave the primary frozen).
+   */
+  freeze(autoThawMs: number): { lastLsn: bigint; commitTimeUs: bigint };
+  thaw(): void;
+  /**
+   * Switchover, last step on the old primary (after the target promoted): stops serving and capturing,
+   * fences the archive (a restart refuses to run as primary), and turns the file into a rollback-journal
+   * database equal to the archive's last LSN, ready to be kept as a standby. Waits for the application to
+   * close its connections (see LiveDatabase.convertToRollbackMode).
+   */
+  demote(newPrimary: string, onWait: (ms: number) => void): Promise<{ lsn: bigint; commitTimeUs: bigint }>;
 }
 
 export interface BackupSnapshot {
@@ -118,14 +132,24 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
   const live = new LiveDatabase(dbPath); // checks the file before anything is created
   if (o.listen) await checkListenable(o.listen.host, o.listen.port, '--listen');
   const realDb = realpathSync(dbPath);
-  const dbLock: PidLock = acquirePidLock(`${dbPath}-redoship.lock`, `the database ${dbPath}`);
+  // The lock names the archive, so that tools given only the database (repair) find it.
+  const dbLock: PidLock = acquirePidLock(`${dbPath}-redoship.lock`, `the database ${dbPath}`, resolve(o.archive));
   let writer: ArchiveWriter | undefined;
   try {
     // Every check that can refuse the start comes before anything is created or changed.
     let archive: Archive | null = null;
     if (Archive.exists(o.archive)) {
       archive = Archive.open(o.archive);
-      if (archive.identity.databasePath !== realDb && !o.adopt)
+      const fence = readFence(archive.dir);
+      if (fence)
+        throw new RedoshipError(
+          'FENCED',
+          `${realDb} is no longer a primary: ${fence.why}${fence.at ? ` (${fence.at})` : ''}`,
+          `make it a standby of the new primary with \`redoship reinstate --db ${o.db} --archive ${o.archive} --from ${fence.newPrimary ?? 'ws://NEW-PRIMARY:PORT'} --token-file FILE\``,
+        );
+      // A promoted standby's archive was created for the old primary's path; its incarnation names this one.
+      const promotedDb = currentIncarnation(archive.history()).db;
+      if (archive.identity.databasePath !== realDb && promotedDb !== realDb && !o.adopt)
         throw new RedoshipError(
           'WRONG_DATABASE',
           `the archive ${archive.dir} belongs to the database ${archive.identity.databasePath}, not ${realDb}`,
@@ -152,10 +176,28 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
     const capturer = new Capturer(live, writer, opts, emit);
     capturer.start();
     const w = writer;
-    const server = o.listen
+    // eslint-disable-next-line prefer-const -- onFenced refers to the server once it exists
+    let server: RedoServer | null = null;
+    server = o.listen
       ? await RedoServer.start(
-          archiveSource({ archive, incarnation: 1, lastLsn: () => w.lastLsn, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)), recent: (recent = new RecentRedo(archive.identity.pageSize)) }),
-          { host: o.listen.host, port: o.listen.port, secret: o.secret!, ...(o.listen.tls ? { tls: o.listen.tls } : {}), onEvent: (e) => emit(e) },
+          archiveSource({ archive, incarnation: 1, history: () => w.history, lastLsn: () => w.lastLsn, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)), recent: (recent = new RecentRedo(archive.identity.pageSize)) }),
+          {
+            host: o.listen.host,
+            port: o.listen.port,
+            secret: o.secret!,
+            ...(o.listen.tls ? { tls: o.listen.tls } : {}),
+            onEvent: (e) => emit(e),
+            // Proved superseded by a standby of a newer incarnation: fence durably, so a restart refuses too.
+            onFenced: (why) => {
+              try {
+                writeFence(archive!.dir, { why, at: new Date().toISOString(), newPrimary: null });
+              } catch (e) {
+                emit({ type: 'warning', message: (e as Error).message });
+              }
+              server?.fence(why);
+              emit({ type: 'warning', message: `FENCED: ${why}; this primary no longer ships redo. Make it a standby with \`redoship reinstate\`.` });
+            },
+          },
         )
       : null;
     return await run(o, live, archive, writer, capturer, dbLock, emit, server);
@@ -213,13 +255,21 @@ async function run(
     }
   };
 
+  let frozen: { timer: NodeJS.Timeout } | null = null;
+  const thaw = () => {
+    if (!frozen) return;
+    clearTimeout(frozen.timer);
+    frozen = null;
+    live.releaseWriteLock();
+    emit({ type: 'info', message: 'thawed: accepting writes again' });
+  };
   const step = () => {
     scheduled = false;
     if (stopped || Date.now() < backoffUntil) return;
     try {
       // A bounded amount per turn of the event loop: the redo server, acks and timers run in between.
       capturer.poll(true, 4);
-      capturer.maybeCheckpoint();
+      if (!frozen) capturer.maybeCheckpoint();
       writer.sealIfOld();
       if (!capturer.caughtUp()) wake();
     } catch (e) {
@@ -293,6 +343,49 @@ async function run(
         release: () => live.unpin(),
       };
     },
+    freeze(autoThawMs: number) {
+      if (stopped) throw new RedoshipError('ROLE', 'the primary is stopping', 'try again');
+      if (frozen) throw new RedoshipError('ROLE', 'the primary is already frozen for a switchover', 'wait for that switchover to end (or for its timeout)');
+      if (!live.tryWriteLock(5_000))
+        throw new RedoshipError('DATABASE_BUSY', `could not take the write lock of ${live.path} within 5 s`, 'an application transaction held it; try the switchover again');
+      try {
+        capturer.poll(false);
+      } catch (e) {
+        live.releaseWriteLock();
+        throw e;
+      }
+      const timer = setTimeout(() => {
+        emit({ type: 'warning', message: `switchover did not finish within ${autoThawMs} ms: accepting writes again` });
+        thaw();
+      }, autoThawMs);
+      frozen = { timer };
+      emit({ type: 'info', message: `frozen for a switchover at LSN ${capturer.lastLsn}: applications wait (SQLITE_BUSY)` });
+      return { lastLsn: capturer.lastLsn, commitTimeUs: writer.tail?.commitTimeUs ?? 0n };
+    },
+    thaw,
+    async demote(newPrimary: string, onWait: (ms: number) => void) {
+      if (!frozen) throw new RedoshipError('ROLE', 'demotion needs a frozen primary', 'this is a bug in the switchover; please report it');
+      clearTimeout(frozen.timer);
+      stopped = true;
+      clearInterval(timer);
+      clearInterval(statusTimer);
+      watcher?.close();
+      const lsn = capturer.lastLsn;
+      const commitTimeUs = writer.tail?.commitTimeUs ?? 0n;
+      const why = `switched over to ${newPrimary} at LSN ${lsn}`;
+      server?.fence(why);
+      await server?.close();
+      await metrics?.close();
+      try {
+        writeFence(archive.dir, { why: `this database was demoted: ${why}`, at: new Date().toISOString(), newPrimary });
+        writer.close({ seal: true });
+        await live.convertToRollbackMode(onWait, 10 * 60_000);
+      } finally {
+        live.release();
+        dbLock.release();
+      }
+      return { lsn, commitTimeUs };
+    },
     async waitForStandbys(n: number, timeoutMs = 10_000) {
       if (!server) throw new RedoshipError('USAGE', 'waitForStandbys needs a primary that serves redo', 'start the primary with listen and secret');
       capturer.poll();
@@ -303,6 +396,11 @@ async function run(
     async stop() {
       if (stopped) return;
       stopped = true;
+      if (frozen) {
+        clearTimeout(frozen.timer);
+        frozen = null;
+        live.releaseWriteLock();
+      }
       await server?.close();
       await metrics?.close();
       clearInterval(timer);

@@ -5,11 +5,16 @@
  *   segments/           sealed segments (*.seg, immutable) and at most one open segment (*.open)
  *   writer.lock         pid of the one process appending, while it runs
  *
- * Invariants: (1) Sorted by name, the segments of an incarnation hold consecutive LSNs with no gap and no
- * overlap. (2) The first record of the archive is a base. (3) Only the open segment may end in a torn tail,
- * which the next writer cuts off (damage anywhere else is reported, never cut).
+ *   history.json        the incarnations this archive's line went through (history.ts); absent = never forked
+ *   diverged/           records set aside by a fork: what an older incarnation had after the fork point
+ *
+ * Invariants: (1) Sorted by name, the segments hold consecutive LSNs with no gap and no overlap, each named
+ * with the incarnation its first LSN belongs to on this archive's line (names sort by incarnation, then LSN,
+ * and incarnations only grow with LSN). (2) The first record of the archive is a base. (3) Only the open
+ * segment may end in a torn tail, which the next writer cuts off (damage anywhere else is reported, never
+ * cut). (4) A segment holds records of one incarnation: the writer seals at every fork point.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { RedoshipError, ioError } from '../error/index.js';
 import { acquirePidLock, type PidLock } from './lock.js';
@@ -20,7 +25,19 @@ import {
   decodePartBody,
   parseSegmentName,
   segmentCorrupt,
+  segmentName,
 } from './segment-format.js';
+import {
+  compareHistories,
+  currentIncarnation,
+  describeIncarnation,
+  incarnationOf,
+  nextIncarnation,
+  readHistory,
+  writeHistory,
+  type History,
+  type Incarnation,
+} from './history.js';
 import { SegmentReader, assembleRecord } from './segment-reader.js';
 import type { RecordPart } from './segment-format.js';
 import { SegmentWriter, fsyncDir, type RecordMeta } from './segment-writer.js';
@@ -107,6 +124,11 @@ export class Archive {
 
   static exists(dir: string): boolean {
     return existsSync(join(resolve(dir), IDENTITY_FILE));
+  }
+
+  /** The incarnations this archive's line went through (history.ts). */
+  history(): History {
+    return readHistory(this.dir);
   }
 
   private expect() {
@@ -284,7 +306,7 @@ export class Archive {
       reports.push(rep);
       if (!s.sealed) openCount++;
       if (rep.damage) problems.push(`${s.name}: ${rep.damage}`);
-      if (prev && prev.incarnation === s.incarnation && s.firstLsn !== prev.lastLsn + 1n)
+      if (prev && s.firstLsn !== prev.lastLsn + 1n)
         problems.push(
           s.firstLsn > prev.lastLsn + 1n
             ? `gap: LSN ${prev.lastLsn + 1n}..${s.firstLsn - 1n} missing between ${prev.name} and ${s.name}`
@@ -293,6 +315,14 @@ export class Archive {
       prev = rep;
     }
     if (openCount > 1) problems.push(`${openCount} open segments; at most one may be open`);
+    try {
+      const h = this.history();
+      for (const r of reports)
+        if (r.records > 0 && r.incarnation !== incarnationOf(h, r.firstLsn))
+          problems.push(`${r.name}: named incarnation ${r.incarnation}, but LSN ${r.firstLsn} belongs to incarnation ${incarnationOf(h, r.firstLsn)} on this archive's line`);
+    } catch (e) {
+      problems.push(e instanceof RedoshipError ? e.message : String(e));
+    }
     const first = reports[0];
     if (first && first.records > 0 && first.bases[0] !== first.firstLsn)
       problems.push(`the archive does not start with a base (first record LSN ${first.firstLsn})`);
@@ -380,8 +410,8 @@ export interface ArchiveWriterOptions {
   readonly segmentBytes: number;
   /** Seal the open segment once its first record is this old (checked by sealIfOld). */
   readonly segmentAgeMs: number;
-  /** Incarnation of new segments. */
-  readonly incarnation: number;
+  /** Ignored: the incarnation of a segment comes from the archive's history (history.ts). */
+  readonly incarnation?: number;
   /** Called with the path of every segment once it is sealed (to copy it elsewhere: remote archiving). */
   readonly onSealed?: (path: string) => void;
 }
@@ -395,6 +425,8 @@ export class ArchiveWriter {
   tail: ArchiveTail | null;
   /** Set when recovery cut a torn tail: what was cut. */
   readonly recovered: string | null = null;
+  /** The archive's line of history; changed only by fork() and adoptHistory(). */
+  history: History;
 
   constructor(
     readonly archive: Archive,
@@ -402,6 +434,7 @@ export class ArchiveWriter {
   ) {
     this.lock = acquirePidLock(join(archive.dir, 'writer.lock'), `the archive ${archive.dir}`);
     try {
+      this.history = archive.history();
       const segs = archive.segments();
       const open = segs.filter((s) => !s.sealed);
       if (open.length > 1)
@@ -434,6 +467,13 @@ export class ArchiveWriter {
   /** Appends records and returns once they are durable. Seals when the segment reaches its size. */
   append(records: readonly RedoRecord[]): void {
     if (records.length === 0) return;
+    // A batch that crosses a fork point goes into two segments (invariant 4).
+    const cut = records.findIndex((r) => incarnationOf(this.history, r.lsn) !== incarnationOf(this.history, records[0]!.lsn));
+    if (cut > 0) {
+      this.append(records.slice(0, cut));
+      this.append(records.slice(cut));
+      return;
+    }
     this.openSegment(records[0]!.lsn).append(records);
     this.appended(records[records.length - 1]!);
   }
@@ -447,7 +487,16 @@ export class ArchiveWriter {
     lastComplete: RecordMeta | null,
   ): void {
     if (parts.length === 0) return;
-    const seg = this.openSegment(parts[0]!.part === 0 ? parts[0]!.lsn : this.lastLsn);
+    const first = parts[0]!;
+    const cut = parts.findIndex((p) => p.part === 0 && incarnationOf(this.history, p.lsn) !== incarnationOf(this.history, first.lsn));
+    if (cut > 0) {
+      // The parts before the cut end in a complete record (a record starts at the cut).
+      const before = parts[cut - 1]!;
+      this.appendRaw(parts.slice(0, cut), this.metaOfRaw(before));
+      this.appendRaw(parts.slice(cut), lastComplete);
+      return;
+    }
+    const seg = this.openSegment(first.part === 0 ? first.lsn : this.lastLsn);
     seg.appendRaw(parts);
     if (lastComplete) this.appended(lastComplete, !seg.hasIncompleteRecord);
   }
@@ -458,11 +507,20 @@ export class ArchiveWriter {
     this.appended(meta);
   }
 
+  /** The header fields of the record a raw last part completes (only its LSN is known without decoding). */
+  private metaOfRaw(p: { readonly lsn: Lsn; readonly raw: Uint8Array }): RecordMeta {
+    const body = decodePartBody(Buffer.from(p.raw.buffer, p.raw.byteOffset + PART_HEADER_BYTES, p.raw.length - PART_HEADER_BYTES), this.archive.identity.pageSize);
+    if (typeof body === 'string') throw new RedoshipError('ASSERT', `a checked part does not decode: ${body}`, 'this is a bug; please report it');
+    return { lsn: p.lsn, kind: body.kind, commitTimeUs: body.commitTimeUs, sizePages: body.sizePages, wal: body.wal };
+  }
+
   private openSegment(firstLsn: Lsn): SegmentWriter {
+    const inc = incarnationOf(this.history, firstLsn);
+    if (this.seg && this.seg.header.incarnation !== inc && !this.seg.hasIncompleteRecord) this.seal();
     if (!this.seg) {
       this.seg = SegmentWriter.create(this.archive.segmentsDir, {
         databaseId: this.archive.identity.databaseId,
-        incarnation: this.opts.incarnation,
+        incarnation: inc,
         firstLsn,
         pageSize: this.archive.identity.pageSize,
       });
@@ -535,6 +593,119 @@ export class ArchiveWriter {
     return this.seg ? this.seg.bytes - SEGMENT_HEADER_BYTES : 0;
   }
 
+  /**
+   * Starts a new incarnation after forkLsn (promotion, RESETLOGS): records after forkLsn are set aside in
+   * diverged/ (listed in what is returned), then the history gains the new entry. Crash-safe in this order:
+   * a shortened copy of a segment that spans the fork is written before the original is moved, so the
+   * archive always reads as either the old line or the old line cut at forkLsn; the history is written last.
+   */
+  fork(forkLsn: Lsn, reason: string, db?: string): { incarnation: Incarnation; setAside: SetAside } {
+    if (forkLsn > this.lastLsn)
+      throw new RedoshipError('TARGET_UNREACHABLE', `cannot fork after LSN ${forkLsn}: the archive ${this.archive.dir} ends at LSN ${this.lastLsn}`, 'pick an LSN the archive holds');
+    const inc = nextIncarnation(this.history, forkLsn, reason, db);
+    const setAside = this.setAsideAfter(forkLsn, `before ${describeIncarnation(inc)}`);
+    this.history = [...this.history, inc];
+    writeHistory(this.archive.dir, this.history);
+    return { incarnation: inc, setAside };
+  }
+
+  /**
+   * Follows a peer's history (a standby learning of a promotion upstream). Refuses, changing nothing, when
+   * the peer was superseded (FENCED) or when this archive holds records the peer's line never had (DIVERGED).
+   */
+  adoptHistory(theirs: History, peer: string): void {
+    const c = compareHistories(this.history, theirs);
+    if (c.relation === 'same') return;
+    if (c.relation === 'ahead')
+      throw new RedoshipError(
+        'FENCED',
+        `${peer} is at ${describeIncarnation(currentIncarnation(theirs))}, which was superseded: this archive follows ${describeIncarnation(currentIncarnation(this.history))}`,
+        'that primary was replaced by a failover or switchover and must not ship redo; make it a standby with `redoship reinstate`, or point this standby at the new primary',
+      );
+    if (c.relation === 'diverged' || this.lastLsn > c.forkLsn)
+      throw new RedoshipError(
+        'DIVERGED',
+        `${peer} follows ${describeIncarnation(currentIncarnation(theirs))}, which left this archive's line after LSN ${c.forkLsn}; this archive holds LSN ${c.forkLsn + 1n}..${this.lastLsn} of ${describeIncarnation(currentIncarnation(this.history))}, which that line never had`,
+        'make this side a standby of the new primary with `redoship reinstate` (it lists and keeps the transactions it discards), or seed it again into an empty directory',
+      );
+    writeHistory(this.archive.dir, theirs);
+    this.history = theirs;
+  }
+
+  /**
+   * Reinstate: sets aside every record after forkLsn (they are not on the line of `theirs`, which forked
+   * there) and follows `theirs` from then on.
+   */
+  rewindTo(forkLsn: Lsn, theirs: History, why: string): { setAside: SetAside } {
+    const setAside = this.setAsideAfter(forkLsn, why);
+    writeHistory(this.archive.dir, theirs);
+    this.history = theirs;
+    return { setAside };
+  }
+
+  /** Moves every record after forkLsn into diverged/<time>-after-<forkLsn>/, shortening a segment that spans it. */
+  private setAsideAfter(forkLsn: Lsn, why: string): SetAside {
+    this.dropIncomplete();
+    if (this.seg && this.seg.recordCount === 0) this.discardEmptyOpen();
+    this.seal();
+    const moving = this.archive.segments().filter((s) => s.lastLsn > forkLsn);
+    const records: SetAside['records'] = [];
+    if (moving.length === 0) return { dir: null, records };
+    const dir = join(this.archive.dir, 'diverged', `${new Date().toISOString().replace(/[:.]/g, '')}-after-${forkLsn}`);
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      throw ioError('create', dir, e);
+    }
+    for (const s of moving) {
+      const r = new SegmentReader(s.path, this.archive.identityExpect);
+      let keepBytes = s.firstLsn <= forkLsn ? -1 : 0;
+      try {
+        for (const { part, offset } of r.parts()) {
+          if (part.lsn === forkLsn + 1n && part.part === 0) keepBytes = offset;
+          if (part.lsn > forkLsn && part.last) records.push({ lsn: part.lsn, kind: part.kind, commitTimeUs: part.commitTimeUs });
+        }
+        r.assertUndamaged();
+        if (keepBytes > 0) {
+          // The shortened copy, durable under its final name before the original moves (see fork()).
+          const buf = Buffer.allocUnsafe(keepBytes);
+          const fd = openSync(s.path, 'r');
+          try {
+            if (readSync(fd, buf, 0, keepBytes, 0) !== keepBytes) throw segmentCorrupt(s.path, keepBytes, 'shorter than just read');
+          } finally {
+            closeSync(fd);
+          }
+          const to = join(this.archive.segmentsDir, segmentName(s.incarnation, s.firstLsn, forkLsn));
+          writeDurably(`${to}.tmp`, buf);
+          renameSync(`${to}.tmp`, to);
+          fsyncDir(this.archive.segmentsDir);
+        }
+      } finally {
+        r.close();
+      }
+      renameSync(s.path, join(dir, s.name));
+    }
+    fsyncDir(dir);
+    fsyncDir(this.archive.segmentsDir);
+    writeDurably(
+      join(dir, 'records.json'),
+      Buffer.from(
+        JSON.stringify(
+          {
+            why,
+            forkLsn: String(forkLsn),
+            records: records.map((x) => ({ lsn: String(x.lsn), kind: x.kind, commitTime: new Date(Number(x.commitTimeUs / 1000n)).toISOString() })),
+          },
+          null,
+          2,
+        ) + '\n',
+      ),
+    );
+    this.tail = this.archive.tail();
+    this.lastLsn = this.tail?.lsn ?? (0n as Lsn);
+    return { dir, records };
+  }
+
   /** Seals (if asked) and releases the lock. */
   close(opts: { seal: boolean }): void {
     try {
@@ -544,6 +715,26 @@ export class ArchiveWriter {
     } finally {
       this.lock.release();
     }
+  }
+}
+
+/** Records moved out of the archive's line by a fork, and where they were kept. */
+export interface SetAside {
+  readonly dir: string | null;
+  readonly records: Array<{ readonly lsn: Lsn; readonly kind: RecordKind; readonly commitTimeUs: bigint }>;
+}
+
+function writeDurably(path: string, data: Uint8Array): void {
+  try {
+    const fd = openSync(path, 'w');
+    try {
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    throw ioError('write', path, e);
   }
 }
 

@@ -1,6 +1,6 @@
 export { Archive, ArchiveWriter, archivedPageHashes } from './archive.js';
 export type { ArchiveTail, ArchiveWriterOptions, SegmentReport, VerifyReport } from './archive.js';
-export { acquirePidLock, isProcessAlive } from './lock.js';
+export { acquirePidLock, isProcessAlive, lockInfo } from './lock.js';
 export type { PidLock } from './lock.js';
 export { fsyncDir, framedRecord } from './segment-writer.js';
 export { lsn } from './types.js';
@@ -21,3 +21,20 @@ export { ArchiveCursor, ArchiveRecordReader } from './cursor.js';
 export type { CursorPart } from './cursor.js';
 export { splitFramedParts, checkFramedPart } from './segment-reader.js';
 export type { RecordPart } from './segment-format.js';
+export {
+  FIRST_INCARNATION,
+  compareHistories,
+  currentIncarnation,
+  describeIncarnation,
+  incarnationOf,
+  isPrefix,
+  readHistory,
+  checkHistory,
+  historyToJson,
+  historyFromJson,
+  readFence,
+  writeFence,
+  removeFence,
+} from './history.js';
+export type { History, Incarnation, Fence } from './history.js';
+export type { SetAside } from './archive.js';

@@ -22,11 +22,11 @@ export function isProcessAlive(pid: number): boolean {
 }
 
 /** Takes the lock or throws LOCKED naming the holder. `what` names the thing locked, for the message. */
-export function acquirePidLock(path: string, what: string): PidLock {
+export function acquirePidLock(path: string, what: string, info?: string): PidLock {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = openSync(path, 'wx');
-      writeSync(fd, `${process.pid}\n`);
+      writeSync(fd, `${process.pid}\n${info ? `${info}\n` : ''}`);
       closeSync(fd);
       let released = false;
       return {
@@ -67,4 +67,14 @@ export function acquirePidLock(path: string, what: string): PidLock {
     }
   }
   throw new RedoshipError('LOCKED', `could not take the lock ${path}`, 'remove it if no redoship process is running');
+}
+
+/** The second line of a live lock file (what its holder wrote there, e.g. a primary's archive), or null. */
+export function lockInfo(path: string): string | null {
+  try {
+    const [pid, info] = readFileSync(path, 'utf8').split('\n');
+    return info && isProcessAlive(parseInt(pid!, 10)) ? info : null;
+  } catch {
+    return null;
+  }
 }

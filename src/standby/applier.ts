@@ -164,6 +164,28 @@ export class Applier {
     return Applier.open(db, archive)!;
   }
 
+  /**
+   * Takes an existing rollback-journal database as this archive's standby database at lsn (a demoted or
+   * reinstated primary: the caller has made it equal to the primary's state at lsn), then opens it.
+   */
+  static adopt(db: string, archive: Archive, lsn: Lsn, commitTimeUs: bigint): Applier {
+    const fd = openSync(db, 'r');
+    const p1 = Buffer.alloc(DB_HEADER_BYTES);
+    try {
+      readSync(fd, p1, 0, DB_HEADER_BYTES, 0);
+    } finally {
+      closeSync(fd);
+    }
+    const h = parseDbHeader(p1);
+    if (!h) throw new RedoshipError('NOT_A_DATABASE', `${db} is not a SQLite database`, 'check the --db path');
+    Applier.writeState(
+      archive,
+      { db: realpathSync(db), appliedLsn: String(lsn), appliedCommitTimeUs: String(commitTimeUs), changeCounter: h.changeCounter, updatedAt: new Date().toISOString() },
+      true,
+    );
+    return Applier.open(db, archive)!;
+  }
+
   /** Applies records (consecutive, after appliedLsn) as one atomic batch. */
   apply(records: readonly RedoRecord[]): void {
     if (records.length === 0) return;

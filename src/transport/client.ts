@@ -10,6 +10,7 @@
  */
 import { WebSocket } from 'ws';
 import { RedoshipError } from '../error/index.js';
+import type { History } from '../redo/index.js';
 import {
   MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
@@ -39,6 +40,7 @@ export interface HeldPosition {
   /** Last complete LSN held durably (0 when none). */
   readonly lastLsn: bigint;
   readonly lastCommitTimeUs: bigint;
+  readonly history: History;
 }
 
 export interface RedoClientOptions {
@@ -123,7 +125,7 @@ export class RedoClient {
         this.lastMessageMs = Date.now();
         if (m.t === 'error') {
           const err = new RedoshipError(
-            m.code === 'WRONG_DATABASE' ? 'WRONG_DATABASE' : 'PEER_REFUSED',
+            m.code === 'WRONG_DATABASE' || m.code === 'FENCED' || m.code === 'DIVERGED' ? m.code : 'PEER_REFUSED',
             `the primary refused this standby: ${m.code}: ${m.message}`,
             m.hint,
           );
@@ -148,6 +150,7 @@ export class RedoClient {
             lastLsn: held.lastLsn,
             lastCommitTimeUs: held.lastCommitTimeUs,
             name: this.opts.name,
+            history: held.history,
           });
           return;
         }
@@ -180,6 +183,11 @@ export class RedoClient {
           this.emit('warning', this.lastError);
           this.send({ t: 'error', code: 'PROTOCOL', message: e.message, hint: 'are both sides the same redoship version?' });
           ws.terminate();
+        } else if (e instanceof RedoshipError && (e.code === 'FENCED' || e.code === 'DIVERGED')) {
+          // This standby's own check of the primary's history (welcome): never retried against that peer.
+          this.send({ t: 'error', code: e.code, message: e.message, hint: e.hint });
+          ws.terminate();
+          this.fatal(e);
         } else if (e instanceof RedoshipError) {
           // The receiver refused what it got (damaged parts, a full disk): say so, drop the link, retry.
           this.lastError = `${e.message}; ${e.hint}`;

@@ -7,3 +7,6 @@ export type { Welcome } from './protocol.js';
 export { archiveSource } from './source.js';
 export { RecentRedo } from './recent.js';
 export type { ArchiveSourceOptions } from './source.js';
+export { controlRequest } from './control.js';
+export type { ControlRequest } from './control.js';
+export type { ControlHandler } from './server.js';

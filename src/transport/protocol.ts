@@ -3,18 +3,27 @@
  * msgpack map whose field `t` names it. Integers that are LSNs or microsecond times are msgpack int64.
  *
  *   server -> client  challenge { v, nonce }                 first message, at once on connect
- *   client -> server  hello     { v, mac, cnonce, databaseId, incarnation, lastLsn, lastCommitTimeUs, name }
- *   server -> client  welcome   { mac, databaseId, pageSize, incarnation, startLsn, lastLsn, databasePath }
+ *   client -> server  hello     { v, mac, cnonce, databaseId, incarnation, lastLsn, lastCommitTimeUs, name, history }
+ *   server -> client  welcome   { mac, databaseId, pageSize, incarnation, startLsn, lastLsn, databasePath, history }
  *   server -> client  redo      { parts, lastLsn, timeUs }   parts: framed record parts exactly as in an
  *                                                           archive segment (segment-format.ts), whole parts
  *   server -> client  heartbeat { lastLsn, timeUs }          when idle, so the standby can measure lag and skew
  *   client -> server  ack       { received, durable, applied, timeUs }
  *   either            error     { code, message, hint }      then the sender closes the connection
  *
+ * A control connection (switchover, reinstate: transport/control.ts) sends hello with `control { op, args }`
+ * (args: a JSON string) and streams no redo; the server answers with one or more
+ *   server -> client  result    { mac, body, more }         body: a JSON string; more: another result follows
+ * and closes. mac as in welcome, so the client knows the answer came from a holder of the secret.
+ *
  * Authentication: both sides hold the same secret. hello.mac = HMAC-SHA256(secret, "redoship-client" | nonce |
  * cnonce); welcome.mac = HMAC-SHA256(secret, "redoship-server" | cnonce | nonce). The secret never crosses
  * the wire, a recorded exchange cannot be replayed (fresh nonces), and the standby knows it reached a
  * primary holding the secret.
+ *
+ * history: the sender's incarnation history (redo/history.ts), a list of { incarnation, forkLsn, id, at,
+ * reason }; absent means never forked. Both sides compare histories before any redo moves (fencing): a
+ * server whose history is a proper prefix of the client's was superseded and is refused by both sides.
  *
  * Invariants: (1) a client sends nothing but hello before welcome, and acks after. (2) redo parts arrive in
  * LSN order from welcome.startLsn with no gap; a record may span several redo messages (a base), never two
@@ -25,6 +34,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Packr } from 'msgpackr';
+import { FIRST_INCARNATION, checkHistory, type History } from '../redo/index.js';
 
 export const PROTOCOL_VERSION = 1;
 /** Largest message accepted: one redo message carries at most MAX_REDO_MESSAGE_BYTES of parts (or one part). */
@@ -45,6 +55,9 @@ export interface Hello {
   /** Commit time of that record, so the server can tell a standby that holds another history. */
   readonly lastCommitTimeUs: bigint;
   readonly name: string;
+  readonly history: History;
+  /** Present on a control connection. */
+  readonly control?: { readonly op: string; readonly args: string };
 }
 export interface Welcome {
   readonly t: 'welcome';
@@ -55,13 +68,16 @@ export interface Welcome {
   readonly startLsn: bigint;
   readonly lastLsn: bigint;
   readonly databasePath: string;
+  readonly history: History;
 }
 export interface Redo { readonly t: 'redo'; readonly parts: Uint8Array; readonly lastLsn: bigint; readonly timeUs: bigint }
 export interface Heartbeat { readonly t: 'heartbeat'; readonly lastLsn: bigint; readonly timeUs: bigint }
 export interface Ack { readonly t: 'ack'; readonly received: bigint; readonly durable: bigint; readonly applied: bigint; readonly timeUs: bigint }
 export interface ErrorMessage { readonly t: 'error'; readonly code: string; readonly message: string; readonly hint: string }
 
-export type ServerMessage = Challenge | Welcome | Redo | Heartbeat | ErrorMessage;
+export interface ControlResult { readonly t: 'result'; readonly mac: Uint8Array; readonly body: string; readonly more: boolean }
+
+export type ServerMessage = Challenge | Welcome | Redo | Heartbeat | ErrorMessage | ControlResult;
 export type ClientMessage = Hello | Ack | ErrorMessage;
 
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true });
@@ -103,6 +119,26 @@ const dbId = (o: Obj, k: string): string => {
   return v;
 };
 
+/** The history field: absent means an archive that never forked. */
+const history = (o: Obj): History => {
+  const v = o.history;
+  if (v === undefined) return [FIRST_INCARNATION];
+  if (!Array.isArray(v) || v.length > 10_000) throw new ProtocolError('field history is not a list');
+  const h = v.map((e: unknown) => {
+    if (!isObj(e)) throw new ProtocolError('field history holds a non-map');
+    return { incarnation: u32(e, 'incarnation'), forkLsn: big(e, 'forkLsn'), id: str(e, 'id', 16), at: str(e, 'at', 64), reason: str(e, 'reason', 64) };
+  });
+  const why = checkHistory(h);
+  if (why) throw new ProtocolError(`field history: ${why}`);
+  return h;
+};
+
+const control = (o: Obj): { op: string; args: string } => {
+  const c = o.control;
+  if (!isObj(c)) throw new ProtocolError('field control is not a map');
+  return { op: str(c, 'op', 64), args: str(c, 'args', MAX_MESSAGE_BYTES) };
+};
+
 function unpack(data: Uint8Array): Obj {
   let raw: unknown;
   try {
@@ -134,11 +170,15 @@ export function decodeServerMessage(data: Uint8Array): ServerMessage {
         startLsn: big(o, 'startLsn'),
         lastLsn: big(o, 'lastLsn'),
         databasePath: str(o, 'databasePath'),
+        history: history(o),
       };
     case 'redo':
       return { t: 'redo', parts: bytes(o, 'parts'), lastLsn: big(o, 'lastLsn'), timeUs: big(o, 'timeUs') };
     case 'heartbeat':
       return { t: 'heartbeat', lastLsn: big(o, 'lastLsn'), timeUs: big(o, 'timeUs') };
+    case 'result':
+      if (typeof o.more !== 'boolean') throw new ProtocolError('field more is not a boolean');
+      return { t: 'result', mac: bytes(o, 'mac', 32), body: str(o, 'body', MAX_MESSAGE_BYTES), more: o.more };
     case 'error':
       return decodeError(o);
     default:
@@ -161,6 +201,8 @@ export function decodeClientMessage(data: Uint8Array): ClientMessage {
         lastLsn: big(o, 'lastLsn'),
         lastCommitTimeUs: big(o, 'lastCommitTimeUs'),
         name: str(o, 'name', 256),
+        history: history(o),
+        ...(o.control === undefined ? {} : { control: control(o) }),
       };
     case 'ack':
       return { t: 'ack', received: big(o, 'received'), durable: big(o, 'durable'), applied: big(o, 'applied'), timeUs: big(o, 'timeUs') };

@@ -14,6 +14,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
+import { compareHistories, currentIncarnation, describeIncarnation, type History } from '../redo/index.js';
 import {
   MAX_MESSAGE_BYTES,
   MAX_REDO_MESSAGE_BYTES,
@@ -36,6 +37,8 @@ export interface RedoSource {
   readonly pageSize: number;
   readonly incarnation: number;
   readonly databasePath: string;
+  /** The incarnation history of the archive (fencing compares it with each standby's). */
+  history(): History;
   /** Last LSN durable in the archive. */
   lastLsn(): bigint;
   /** The LSN a standby with nothing starts at (the latest base), or null when there is none. */
@@ -48,6 +51,8 @@ export interface RedoSource {
   /** Calls fn whenever more becomes durable; returns the unsubscribe function. */
   subscribe(fn: () => void): () => void;
 }
+
+export type ControlHandler = (op: string, args: Record<string, unknown>, partial: (body: unknown) => void) => Promise<unknown>;
 
 export interface TlsServerOptions {
   readonly cert: string | Buffer;
@@ -66,6 +71,13 @@ export interface RedoServerOptions {
   /** Heartbeat when idle. Default 1000 ms. */
   readonly heartbeatMs?: number;
   readonly onEvent?: (e: { type: 'info' | 'warning'; message: string }) => void;
+  /**
+   * Answers control requests (switchover, reinstate). partial() sends an intermediate result; the promise's
+   * value is the last one. Throw a RedoshipError to refuse.
+   */
+  readonly onControl?: ControlHandler;
+  /** A standby proved this server superseded (it follows a newer incarnation). The server stays fenced. */
+  readonly onFenced?: (why: string) => void;
 }
 
 export interface StandbyInfo {
@@ -107,6 +119,16 @@ export class RedoServer {
   private readonly unsubscribe: () => void;
   private readonly heartbeat: NodeJS.Timeout;
   private closed = false;
+  /** Answers control requests; set by the service running this server (see RedoServerOptions.onControl). */
+  controlHandler: ControlHandler | null = null;
+  /** Set once this server was proved superseded (or told so): every standby is refused from then on. */
+  fencedBy: string | null = null;
+
+  /** Refuses every standby from now on, and drops those connected (the caller recorded why, durably). */
+  fence(why: string): void {
+    this.fencedBy = why;
+    for (const s of this.sessions) if (s.authed) this.refuse(s, { t: 'error', code: 'FENCED', message: `this server was superseded: ${why}`, hint: 'connect to the new primary instead' });
+  }
 
   private constructor(
     private readonly source: RedoSource,
@@ -203,11 +225,22 @@ export class RedoServer {
       return this.refuse(s, { t: 'error', code: 'VERSION', message: `protocol version ${m.v} is not ${PROTOCOL_VERSION}, the primary's`, hint: 'run the same redoship version on the primary and its standbys' });
     if (!macEqual(m.mac, clientMac(this.opts.secret, s.nonce, m.cnonce)))
       return this.refuse(s, { t: 'error', code: 'AUTH', message: 'the standby did not prove the shared secret', hint: 'give the standby the same --token-file as the primary' }, `refused ${s.remote}: wrong secret`);
+    if (m.control) return this.onControl(s, m.control, m.cnonce);
     const src = this.source;
     if (m.databaseId !== null && m.databaseId !== src.databaseId)
       return this.refuse(s, { t: 'error', code: 'WRONG_DATABASE', message: `the standby holds database ${m.databaseId}; this primary serves ${src.databaseId}`, hint: 'give the standby an empty archive directory to seed it from this primary' });
-    if (m.incarnation > src.incarnation)
-      return this.refuse(s, { t: 'error', code: 'FENCED', message: `the standby has seen incarnation ${m.incarnation}; this primary is at ${src.incarnation}`, hint: 'this primary was superseded by a failover; reinstate it as a standby' });
+    if (this.fencedBy)
+      return this.refuse(s, { t: 'error', code: 'FENCED', message: `this server was superseded: ${this.fencedBy}`, hint: 'connect to the new primary instead' });
+    const ours = src.history();
+    const rel = compareHistories(m.history, ours);
+    if (rel.relation === 'ahead') {
+      const why = `standby ${s.name} (${s.remote}) follows ${describeIncarnation(currentIncarnation(m.history))}, which superseded this server's ${describeIncarnation(currentIncarnation(ours))}`;
+      this.refuse(s, { t: 'error', code: 'FENCED', message: `${why}: this server must not ship redo`, hint: 'this primary was replaced by a failover or switchover; make it a standby of the new primary with `redoship reinstate`' });
+      this.opts.onFenced?.(why);
+      return;
+    }
+    if (rel.relation === 'diverged' || (rel.relation === 'behind' && m.lastLsn > rel.forkLsn))
+      return this.refuse(s, { t: 'error', code: 'DIVERGED', message: `the standby holds LSN ${rel.forkLsn + 1n}..${m.lastLsn} of ${describeIncarnation(currentIncarnation(m.history))}, but this server's ${describeIncarnation(currentIncarnation(ours))} left that line after LSN ${rel.forkLsn}`, hint: 'make the standby follow this line with `redoship reinstate` (it keeps what it discards), or seed it again into an empty directory' });
     let start: bigint;
     if (m.lastLsn === 0n) {
       const base = src.latestBaseLsn();
@@ -234,13 +267,45 @@ export class RedoServer {
       mac: serverMac(this.opts.secret, s.nonce, m.cnonce),
       databaseId: src.databaseId,
       pageSize: src.pageSize,
-      incarnation: src.incarnation,
+      incarnation: currentIncarnation(src.history()).incarnation,
       startLsn: start,
       lastLsn: src.lastLsn(),
       databasePath: src.databasePath,
+      history: src.history(),
     });
     this.emit('info', `standby ${s.name} (${s.remote}) connected, streaming from LSN ${start}`);
     this.pump(s);
+  }
+
+  /**
+   * A control request (transport/control.ts): authenticated like a standby, answered by the service's
+   * handler with one or more results, then closed. Errors go back as an error message with their hint.
+   */
+  private onControl(s: Session, c: { op: string; args: string }, cnonce: Uint8Array): void {
+    const handler = this.controlHandler ?? this.opts.onControl;
+    if (!handler) return this.refuse(s, { t: 'error', code: 'ROLE', message: `this server takes no control requests (${c.op})`, hint: 'send it to a redoship primary or standby' });
+    let args: Record<string, unknown>;
+    try {
+      args = JSON.parse(c.args) as Record<string, unknown>;
+    } catch {
+      throw new ProtocolError('control args are not JSON');
+    }
+    s.name = `control ${c.op} (${s.remote})`;
+    const mac = serverMac(this.opts.secret, s.nonce, cnonce);
+    const send = (body: unknown, more: boolean) => this.send(s, { t: 'result', mac, body: JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)), more });
+    handler(c.op, args, (body) => send(body, true)).then(
+      (body) => {
+        send(body, false);
+        setTimeout(() => s.ws.close(), 100).unref();
+      },
+      (e: unknown) =>
+        this.refuse(s, {
+          t: 'error',
+          code: isRedoshipError(e) ? e.code : 'INTERNAL',
+          message: (e as Error).message,
+          hint: isRedoshipError(e) ? e.hint : 'see the log of the server',
+        }),
+    );
   }
 
   private refuse(s: Session, e: ErrorMessage, log?: string): void {

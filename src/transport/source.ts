@@ -1,5 +1,5 @@
 /** A RedoSource over an archive on this machine that one process appends to and announces. */
-import { ArchiveCursor, type Archive, type Lsn } from '../redo/index.js';
+import { ArchiveCursor, type Archive, type History, type Lsn } from '../redo/index.js';
 import { RecentOrArchiveCursor, type RecentRedo } from './recent.js';
 import type { RedoSource } from './server.js';
 
@@ -11,6 +11,8 @@ export interface ArchiveSourceOptions {
   readonly subscribe: (fn: () => void) => () => void;
   /** The records just made durable, kept by the writer: standbys close behind are streamed from it. */
   readonly recent?: RecentRedo;
+  /** The archive's history as its writer holds it (default: read from the archive). */
+  readonly history?: () => History;
 }
 
 export function archiveSource(o: ArchiveSourceOptions): RedoSource {
@@ -20,6 +22,7 @@ export function archiveSource(o: ArchiveSourceOptions): RedoSource {
     pageSize: a.identity.pageSize,
     incarnation: o.incarnation,
     databasePath: a.identity.databasePath,
+    history: o.history ?? (() => a.history()),
     lastLsn: o.lastLsn,
     latestBaseLsn: () => a.latestBaseAtOrBefore(o.lastLsn() as Lsn),
     firstLsn: () => a.segments().find((s) => s.lastLsn >= s.firstLsn)?.firstLsn ?? null,
