@@ -9,7 +9,7 @@
 import { join, resolve } from 'node:path';
 import { renameSync, writeFileSync } from 'node:fs';
 import { RedoshipError } from '../error/index.js';
-import { Archive, splitFramedParts, type ArchiveWriter, type Lsn, type RedoRecord } from '../redo/index.js';
+import { Archive, FIRST_INCARNATION, currentIncarnation, splitFramedParts, type ArchiveWriter, type Lsn, type RedoRecord } from '../redo/index.js';
 import { RedoClient, RedoServer, archiveSource, type TlsClientOptions, type TlsServerOptions, type Welcome } from '../transport/index.js';
 import { ApplyThread, type AppliedState } from './apply-thread.js';
 import { readControl, type StandbyControl } from './control.js';
@@ -136,6 +136,9 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       writer = archive.openWriter(writerOpts);
       emit({ type: 'info', message: `created the standby archive ${dir} for database ${w.databaseId}` });
     }
+    // Fencing: refuses (FENCED / DIVERGED, fatal) a primary superseded by a fork this archive has seen, or
+    // one whose line this archive left; otherwise follows the primary's line, recording any fork it made.
+    writer!.adoptHistory(w.history, o.from);
     writer!.dropIncomplete();
     // Nothing whole held yet (a first base cut short): start again wherever the primary starts now.
     if (writer!.lastLsn === 0n) writer!.discardEmptyOpen();
@@ -173,9 +176,10 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     ...(o.tls ? { tls: o.tls } : {}),
     held: () => ({
       databaseId: archive?.identity.databaseId ?? null,
-      incarnation: 1,
+      incarnation: currentIncarnation(writer?.history ?? [FIRST_INCARNATION]).incarnation,
       lastLsn: writer?.lastLsn ?? 0n,
       lastCommitTimeUs: writer?.tail?.commitTimeUs ?? 0n,
+      history: writer?.history ?? [FIRST_INCARNATION],
     }),
     onWelcome,
     onRedo,
@@ -247,7 +251,7 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       if (server || !archive || !writer) return;
       const w = writer;
       server = await RedoServer.start(
-        archiveSource({ archive, incarnation: 1, lastLsn: () => w.lastLsn, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)) }),
+        archiveSource({ archive, incarnation: 1, history: () => w.history, lastLsn: () => w.lastLsn, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)) }),
         { host: o.listen!.host, port: o.listen!.port, secret: o.secret, ...(o.listen!.tls ? { tls: o.listen!.tls } : {}), onEvent: emit },
       );
       emit({ type: 'info', message: `serving redo onward on ${o.listen!.host}:${server.address.port}` });
