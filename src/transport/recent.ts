@@ -3,24 +3,23 @@
  * archive back (DESIGN.md Transport: "from memory when close, from the archive when behind").
  *
  * The writer of the archive pushes each batch of records once it is durable; the ring holds consecutive
- * LSNs only, at most maxBytes of page images, dropping the oldest. A record is framed (the archive's own
- * format, segment-format.ts) the first time a standby needs it, and the frames are kept with it, so the
- * bytes on the wire are exactly the bytes in the archive. Whatever it cannot vouch for (a base, which is
+ * LSNs only, at most maxBytes of their frames, dropping the oldest. It keeps a record's frames (the archive's
+ * own format, segment-format.ts: the very buffers the archive writer wrote, framedRecord), not the record,
+ * so the bytes on the wire are exactly the bytes in the archive. Whatever it cannot vouch for (a base, which is
  * streamed to the archive without passing through here; a gap) makes it forget everything: the archive
  * then serves until the next push.
  */
 import { framedRecord, type RedoRecord } from '../redo/index.js';
 
 interface Entry {
-  readonly record: RedoRecord;
-  readonly pageBytes: number;
-  framed: Buffer[] | null;
+  readonly lsn: bigint;
+  readonly framed: Buffer[];
+  readonly bytes: number;
 }
 
 export class RecentRedo {
+  /** Consecutive LSNs, oldest first. */
   private entries: Entry[] = [];
-  /** Index of the oldest entry held (entries before it were dropped, kept until compacted). */
-  private head = 0;
   private bytes = 0;
 
   constructor(
@@ -30,12 +29,12 @@ export class RecentRedo {
 
   /** Oldest LSN held, or null when empty. */
   get firstLsn(): bigint | null {
-    return this.head < this.entries.length ? this.entries[this.head]!.record.lsn : null;
+    return this.entries.length > 0 ? this.entries[0]!.lsn : null;
   }
 
   /** Newest LSN held, or null when empty. */
   get lastLsn(): bigint | null {
-    return this.head < this.entries.length ? this.entries[this.entries.length - 1]!.record.lsn : null;
+    return this.entries.length > 0 ? this.entries[this.entries.length - 1]!.lsn : null;
   }
 
   /** Records durable in the archive, in LSN order. An empty batch (a base) or a gap forgets everything. */
@@ -44,20 +43,17 @@ export class RecentRedo {
     const last = this.lastLsn;
     if (last !== null && records[0]!.lsn !== last + 1n) this.clear();
     for (const r of records) {
-      const pageBytes = r.pages.length * this.pageSize;
-      this.entries.push({ record: r, pageBytes, framed: null });
-      this.bytes += pageBytes;
+      const framed = framedRecord(r, this.pageSize);
+      const bytes = framed.reduce((n, b) => n + b.length, 0);
+      this.entries.push({ lsn: r.lsn, framed, bytes });
+      this.bytes += bytes;
     }
-    while (this.bytes > this.maxBytes && this.entries.length - this.head > 1) this.bytes -= this.entries[this.head++]!.pageBytes;
-    if (this.head > 1024 && this.head * 2 > this.entries.length) {
-      this.entries = this.entries.slice(this.head);
-      this.head = 0;
-    }
+    // Dropped entries are released at once (with their pages and frames): the bound is on what is held.
+    while (this.bytes > this.maxBytes && this.entries.length > 1) this.bytes -= this.entries.shift()!.bytes;
   }
 
   clear(): void {
     this.entries = [];
-    this.head = 0;
     this.bytes = 0;
   }
 
@@ -72,10 +68,8 @@ export class RecentRedo {
     const framed: Buffer[] = [];
     let bytes = 0;
     let records = 0;
-    for (let i = this.head + Number(lsn - first); i < this.entries.length && (records === 0 || bytes < maxBytes); i++) {
-      const e = this.entries[i]!;
-      e.framed ??= framedRecord(e.record, this.pageSize);
-      for (const b of e.framed) {
+    for (let i = Number(lsn - first); i < this.entries.length && (records === 0 || bytes < maxBytes); i++) {
+      for (const b of this.entries[i]!.framed) {
         framed.push(b);
         bytes += b.length;
       }
