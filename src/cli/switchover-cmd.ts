@@ -7,10 +7,12 @@
  *   2. freeze the primary: it takes the application's write lock and captures everything (LSN L). From here
  *      applications wait (SQLITE_BUSY): the outage starts.
  *   3. wait until the target holds L, then ask it to promote at L (it applies up to L, forks a new
- *      incarnation, and runs as the primary on the same address). Poll until it answers as a primary: the
- *      outage ends.
- *   4. demote the old primary: it fences itself and becomes a standby of the target.
- * A failure before 3 thaws the primary and changes nothing; the primary also thaws by itself after --timeout.
+ *      incarnation, and runs as the primary on the same address).
+ *   4. at once, demote the old primary: it fences itself (it can never thaw beside the new primary) and
+ *      becomes a standby of the target once its applications have left the file.
+ *   5. poll the target until it answers as the primary: the outage ends.
+ * A failure before 3 thaws the primary and changes nothing; the primary also thaws by itself after --timeout
+ * if this command dies before 3.
  *
  * The primary's side of these requests (serveRoleRequests) also answers `rewind` for `reinstate`.
  */
@@ -143,6 +145,9 @@ export async function switchoverCommand(f: SwitchoverFlags): Promise<void> {
     await ask(primaryUrl, 'thaw').catch(() => {});
     throw e;
   }
+  // The point of no return: the target is promoting. The old primary is demoted now, before we even see the
+  // target up, so that it can never thaw and take writes beside a new primary (split brain).
+  await ask(primaryUrl, 'demote', { newPrimary: f.to });
   // The target restarts its server as the primary's: poll until it answers as one.
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -157,12 +162,11 @@ export async function switchoverCommand(f: SwitchoverFlags): Promise<void> {
       /* restarting */
     }
     if (Date.now() > deadline)
-      throw new RedoshipError('ROLE', `${f.to} did not come up as the primary within ${Math.round(timeoutMs / 1000)} s`, `see its log; the old primary ${primaryUrl} stays frozen until its timeout and then accepts writes again: check both before writing`);
+      throw new RedoshipError('ROLE', `${f.to} did not come up as the primary within ${Math.round(timeoutMs / 1000)} s`, `see its log; the old primary ${primaryUrl} was demoted and takes no writes: promote one of them (\`redoship promote\`) once you know which holds LSN ${lsn}`);
     await new Promise((r) => setTimeout(r, 5));
   }
   const outageMs = promotedAt - frozenAt;
-  say(`${f.to} is the primary (${Math.round(outageMs)} ms after the freeze); demoting ${primaryUrl}`);
-  await ask(primaryUrl, 'demote', { newPrimary: f.to });
+  say(`${f.to} is the primary (${Math.round(outageMs)} ms after the freeze); ${primaryUrl} was demoted`);
   const history = promoted.history as Array<{ incarnation: number; forkLsn: string }>;
   const inc = history[history.length - 1]!;
   const out = { from: primaryUrl, to: f.to, lsn: String(lsn), incarnation: inc.incarnation, forkLsn: inc.forkLsn, outageMs: Math.round(outageMs * 10) / 10, lost: 0 };

@@ -373,7 +373,8 @@ async function run(
       const lsn = capturer.lastLsn;
       const commitTimeUs = writer.tail?.commitTimeUs ?? 0n;
       const why = `switched over to ${newPrimary} at LSN ${lsn}`;
-      server?.fence(why);
+      // Not fence(): connected standbys just lose the link, reconnect, and find this process serving them
+      // onward as a standby of the new primary. Restarts are refused by the fence file below.
       await server?.close();
       await metrics?.close();
       try {

@@ -104,26 +104,33 @@ export class ArchiveCursor {
       if (s.firstLsn <= this.lsn && (s.lastLsn === null || this.lsn <= s.lastLsn)) {
         if (this.partNo !== 0) return false; // cannot resume inside a record without its offset
         this.seg = { firstLsn: s.firstLsn, name: s.name, offset: -1 };
-        this.skipTo();
-        return true;
+        if (this.skipTo()) return true;
+        // The open segment does not reach the LSN yet (a reader that starts ahead of the archive, as a
+        // reinstated standby's applier does): look again when more is written.
+        this.seg = null;
+        return false;
       }
     }
     return false;
   }
 
-  /** Positions the cursor at the start of LSN this.lsn in the located segment. */
-  private skipTo(): void {
+  /**
+   * Positions the cursor at the start of LSN this.lsn in the located segment: where it starts, or the end
+   * of the complete records when it is the very next one to be written. False when the segment ends
+   * further back than that (the LSN is not written yet, and neither is the one before it).
+   */
+  private skipTo(): boolean {
     const s = this.seg!;
     const reader = new SegmentReader(join(this.archive.segmentsDir, s.name), this.archive.identityExpect);
     try {
-      s.offset = reader.validEnd; // an empty segment: its header end
       for (const { part, offset } of reader.parts()) {
         if (part.lsn === this.lsn && part.part === 0) {
           s.offset = offset;
-          return;
+          return true;
         }
       }
       s.offset = reader.validEnd;
+      return reader.lastLsn + 1n >= this.lsn;
     } finally {
       reader.close();
     }

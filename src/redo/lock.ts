@@ -35,7 +35,7 @@ export function acquirePidLock(path: string, what: string, info?: string): PidLo
           if (released) return;
           released = true;
           try {
-            if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
+            if (readFileSync(path, 'utf8').split('\n')[0]!.trim() === String(process.pid)) unlinkSync(path);
           } catch {
             /* already gone */
           }

@@ -4,6 +4,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { FIRST_INCARNATION } from '../redo/index.js';
 import {
   PROTOCOL_VERSION,
   ProtocolError,
@@ -29,18 +30,22 @@ function prng(seed: number): () => number {
 }
 
 const nonce = Buffer.alloc(32, 7);
+const FORKED = [FIRST_INCARNATION, { incarnation: 2, forkLsn: 40n, id: '00112233445566ff', at: '2026-11-22T00:00:00.000Z', reason: 'promoted' }];
 const valid: { server: ServerMessage[]; client: ClientMessage[] } = {
   server: [
     { t: 'challenge', v: PROTOCOL_VERSION, nonce },
-    { t: 'welcome', mac: Buffer.alloc(32, 1), databaseId: 'ab'.repeat(16), pageSize: 4096, incarnation: 1, startLsn: 5n, lastLsn: 9n, databasePath: '/x/app.db' },
+    { t: 'welcome', mac: Buffer.alloc(32, 1), databaseId: 'ab'.repeat(16), pageSize: 4096, incarnation: 1, startLsn: 5n, lastLsn: 9n, databasePath: '/x/app.db', history: [FIRST_INCARNATION] },
+    { t: 'welcome', mac: Buffer.alloc(32, 1), databaseId: 'ab'.repeat(16), pageSize: 4096, incarnation: 2, startLsn: 5n, lastLsn: 9n, databasePath: '/x/app.db', history: FORKED },
+    { t: 'result', mac: Buffer.alloc(32, 1), body: '{"role":"primary"}', more: false },
     { t: 'redo', parts: Buffer.from('framed parts'), lastLsn: 123n, timeUs: 1_800_000_000_000_000n },
     { t: 'heartbeat', lastLsn: 2n ** 40n, timeUs: 1n },
     { t: 'error', code: 'AUTH', message: 'no', hint: 'try again' },
   ],
   client: [
-    { t: 'hello', v: PROTOCOL_VERSION, mac: Buffer.alloc(32, 2), cnonce: nonce, databaseId: null, incarnation: 1, lastLsn: 0n, lastCommitTimeUs: 0n, name: 'dr' },
-    { t: 'hello', v: PROTOCOL_VERSION, mac: Buffer.alloc(32, 2), cnonce: nonce, databaseId: 'cd'.repeat(16), incarnation: 3, lastLsn: 77n, lastCommitTimeUs: 5n, name: 'dr' },
+    { t: 'hello', v: PROTOCOL_VERSION, mac: Buffer.alloc(32, 2), cnonce: nonce, databaseId: null, incarnation: 1, lastLsn: 0n, lastCommitTimeUs: 0n, name: 'dr', history: [FIRST_INCARNATION] },
+    { t: 'hello', v: PROTOCOL_VERSION, mac: Buffer.alloc(32, 2), cnonce: nonce, databaseId: 'cd'.repeat(16), incarnation: 2, lastLsn: 77n, lastCommitTimeUs: 5n, name: 'dr', history: FORKED },
     { t: 'ack', received: 1n, durable: 1n, applied: 0n, timeUs: 3n },
+    { t: 'hello', v: PROTOCOL_VERSION, mac: Buffer.alloc(32, 2), cnonce: nonce, databaseId: null, incarnation: 0, lastLsn: 0n, lastCommitTimeUs: 0n, name: 'control', history: [FIRST_INCARNATION], control: { op: 'describe', args: '{}' } },
   ],
 };
 
@@ -53,6 +58,14 @@ function checkTyped(m: ServerMessage | ClientMessage): void {
 }
 
 describe('protocol', () => {
+  test('a history that is out of order, or not a list, is refused', () => {
+    const bad = (history: unknown) => () => decodeServerMessage(encodeMessage({ ...(valid.server[1] as object), history } as unknown as ServerMessage));
+    expect(bad([FORKED[1], FORKED[0]])).toThrow(ProtocolError);
+    expect(bad('x')).toThrow(ProtocolError);
+    expect(bad([{ ...FORKED[1], forkLsn: -1 }])).toThrow(ProtocolError);
+    expect(bad([])).toThrow(ProtocolError);
+  });
+
   test('every message round-trips', () => {
     for (const m of valid.server) expect(decodeServerMessage(encodeMessage(m))).toEqual({ ...m });
     for (const m of valid.client) expect(decodeClientMessage(encodeMessage(m))).toEqual({ ...m });
