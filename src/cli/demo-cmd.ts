@@ -74,8 +74,9 @@ export async function demoCommand(f: { dir: string; rate: string; duration?: str
   writer.kill('SIGTERM');
   await new Promise((r) => writer.once('exit', r));
   await primary.stop();
-  const st = standby.status();
+  // After the stop: the applier (its own thread) may finish one more batch while stopping.
   await standby.stop();
+  const st = standby.status();
   const out = join(dir, 'restored.db');
   const r = restoreFromArchive({ archive, to: out });
   const same = rowHash(out) === rowHash(dbPath);

@@ -6,11 +6,11 @@
 import { writeFileSync } from 'node:fs';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { RedoshipError } from '../error/index.js';
+import { ERROR_CODES, RedoshipError } from '../error/index.js';
 import { formatJson, formatMarkdown, formatText, loadScenario, runDrill } from '../drill/index.js';
 
 /** The exit status of a drill whose checks did not all pass. */
-export const DRILL_FAILED_EXIT = 4;
+export const DRILL_FAILED_EXIT = ERROR_CODES.CHECK_FAILED;
 
 export interface DrillFlags {
   report?: string;

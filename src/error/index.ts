@@ -7,6 +7,7 @@
  */
 export const ERROR_CODES = {
   USAGE: 2, // bad flags or arguments
+  CHECK_FAILED: 4, // a drill's check or step failed (the report says which)
   CONFIG_INVALID: 3,
   NOT_A_DATABASE: 10, // the path is missing or is not a SQLite database
   JOURNAL_MODE: 11, // the database cannot be put into WAL mode
