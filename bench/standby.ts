@@ -870,7 +870,7 @@ async function sustained(work: string): Promise<void> {
   const standby = run(BIN, ['standby', '--db', sdb, '--archive', sarch, '--from', `ws://127.0.0.1:${port}`, '--token-file', tokenFile]);
   const sStatus = () => readJson<StandbyStatus>(join(sarch, STANDBY_STATUS_FILE));
   // Samples of the standby's status file (rewritten every 500 ms) and of the standby archive's size.
-  const samples: Array<{ atMs: number; st: StandbyStatus | null; archBytes: number; primaryUpdatedMs: number; walBytes: number }> = [];
+  const samples: Array<{ atMs: number; st: StandbyStatus | null; archBytes: number; primaryUpdatedMs: number; primaryLsn: bigint | null; walBytes: number }> = [];
   let sampler: NodeJS.Timeout | null = null;
   let counter: Database.Database | null = null;
   try {
@@ -878,7 +878,7 @@ async function sustained(work: string): Promise<void> {
     const archBytes0 = dirBytes(sarch);
     // The primary rewrites its status file every second from a timer on its event loop: how stale the file
     // gets shows how long that loop went without a turn (the redo server runs on it too).
-    const pUpdated = () => Date.parse(readJson<PrimaryStatus>(join(parch, STATUS_FILE))?.updatedAt ?? '') || NaN;
+    const pStatus = () => readJson<PrimaryStatus>(join(parch, STATUS_FILE));
     // The live WAL's size (stat only: no file descriptor of the live database is opened here).
     const walBytes = () => {
       try {
@@ -888,7 +888,17 @@ async function sustained(work: string): Promise<void> {
       }
     };
     sampler = setInterval(
-      () => samples.push({ atMs: Date.now(), st: sStatus(), archBytes: dirBytes(sarch), primaryUpdatedMs: pUpdated(), walBytes: walBytes() }),
+      () => {
+        const ps = pStatus();
+        samples.push({
+          atMs: Date.now(),
+          st: sStatus(),
+          archBytes: dirBytes(sarch),
+          primaryUpdatedMs: Date.parse(ps?.updatedAt ?? '') || NaN,
+          primaryLsn: ps ? BigInt(ps.lastLsn) : null,
+          walBytes: walBytes(),
+        });
+      },
       100,
     );
     const cpuP0 = cpuSeconds(primary.child.pid);
@@ -996,6 +1006,18 @@ async function sustained(work: string): Promise<void> {
         '   after the writer stopped: received + applied',
         `${fmt(rest.bytes / MB, 1)} MB in ${fmt(caughtUpMs / 1000, 2)} s = ${fmt(rest.bytes / MB / (caughtUpMs / 1000), 1)} MB/s`,
         `${fmt(rest.records)} LSNs = ${fmt(rest.records / (caughtUpMs / 1000))}/s`,
+      );
+    }
+    // What the primary had archived (its status file, rewritten every second): shipping can only follow that.
+    const pAtStop = [...samples].reverse().find((x) => x.atMs <= wEnd && x.primaryLsn !== null && x.primaryUpdatedMs >= wStart);
+    if (pAtStop && pAtStop.primaryLsn !== null) {
+      const capturedS = (pAtStop.primaryUpdatedMs - wStart) / 1000;
+      const cap = archivedPages(sarch, 2n, pAtStop.primaryLsn);
+      row(
+        '   captured: durable in primary archive, during load',
+        `${fmt(cap.bytes / MB / capturedS, 1)} MB/s`,
+        `produced ${fmt(produced.bytes / MB / writerS, 1)} MB/s; primary status ${fmt(wEnd - pAtStop.primaryUpdatedMs)} ms before the stop: LSN ${pAtStop.primaryLsn} of ${target}`,
+        ratio2(cap.bytes / MB / capturedS, produced.bytes / MB / writerS),
       );
     }
     row(
