@@ -113,7 +113,8 @@ export async function promoteCommand(f: PromoteFlags): Promise<void> {
   });
   removeFence(a.dir);
   if (f.serve === false) {
-    r.release();
+    // The connection is left to go with the process, not closed: SQLite's last close would checkpoint and
+    // delete the new WAL, and the primary started next could then not prove where it stands.
     report(toReport(r, null, t0), !!f.json);
     return;
   }

@@ -16,12 +16,12 @@
  * old one (fencing).
  */
 import Database from 'better-sqlite3';
-import { closeSync, existsSync, openSync, readSync, realpathSync, fstatSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, realpathSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { RedoshipError, ioError } from '../error/index.js';
-import { Archive, describeIncarnation, type ArchiveWriter, type Incarnation, type Lsn, type RedoRecord, type SetAside } from '../redo/index.js';
+import { Archive, currentIncarnation, describeIncarnation, readFence, type ArchiveWriter, type Incarnation, type Lsn, type RedoRecord, type SetAside } from '../redo/index.js';
 import { WAL_FRAME_HEADER_BYTES, WAL_HEADER_BYTES, parseWalHeader, scanWalFrames } from '../sqlite/index.js';
-import { Applier } from '../standby/index.js';
+import { Applier, STANDBY_STATUS_FILE } from '../standby/index.js';
 
 export interface PromoteOptions {
   readonly archive: string;
@@ -60,9 +60,14 @@ export function promoteFiles(o: PromoteOptions): PromoteResult {
   try {
     writer.dropIncomplete();
     const state = Applier.readState(archive);
-    const db = resolve(o.db ?? state?.db ?? '');
-    if (!o.db && !state)
+    // A standby that has not seeded its database yet (its delay had not passed) names it in its status.
+    const named = o.db ?? state?.db ?? statusDb(archive.dir);
+    const db = resolve(named ?? '');
+    if (!named)
       throw new RedoshipError('USAGE', `the archive ${archive.dir} keeps no standby database (archive-only destination)`, 'give --db PATH: promotion builds the database there from the archive');
+    const cur = currentIncarnation(writer.history);
+    if (cur.db && existsSync(db) && realpathSync(db) === cur.db && !readFence(archive.dir))
+      throw new RedoshipError('ROLE', `${db} is already the primary of ${describeIncarnation(cur)}`, 'nothing to promote: start it with `redoship primary`');
     const target = forkPoint(archive, writer, o);
     say(`promoting ${db} at LSN ${target} (the archive holds up to ${writer.lastLsn})`);
 
@@ -123,6 +128,15 @@ export function promoteFiles(o: PromoteOptions): PromoteResult {
     };
   } finally {
     writer.close({ seal: true });
+  }
+}
+
+function statusDb(dir: string): string | null {
+  try {
+    const st = JSON.parse(readFileSync(join(dir, STANDBY_STATUS_FILE), 'utf8')) as { db?: unknown };
+    return typeof st.db === 'string' ? st.db : null;
+  } catch {
+    return null;
   }
 }
 

@@ -5,7 +5,7 @@
  * fences itself); reinstate of the diverged old primary copying only the pages that differ.
  */
 import Database from 'better-sqlite3';
-import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import {
@@ -262,4 +262,66 @@ describe('page repair', () => {
     await standby.exited;
     expectEqual(a.db, b.db);
   }, 90_000);
+});
+
+describe('promote without a running daemon, and refusals', () => {
+  test('promote --until-lsn --no-serve forks there, sets later records aside, and a primary continues the archive at once', async () => {
+    const e = await setup();
+    const { a, b } = e;
+    const primary = await startPrimary(a.db, a.archive, ['--listen', `127.0.0.1:${a.port}`, '--token-file', e.token]);
+    const standby = await startStandbyProc({ db: b.db, archive: b.archive, from: e.url(a.port), token: e.token, extra: ['--delay', '1h'] });
+    const w = start(['--db', a.db, '--rate', '0', '--count', '400'], { script: WORKLOAD });
+    await w.exited;
+    const st = await waitForStatus(b.archive, (s) => s.receiveLagRecords === '0' && BigInt(s.receivedLsn) > 300n);
+    standby.child.kill('SIGTERM');
+    primary.child.kill('SIGTERM');
+    await Promise.all([standby.exited, primary.exited]);
+    const at = BigInt(st.receivedLsn) - 50n;
+    // The standby has not even seeded its database (its delay is an hour): promotion builds it from the
+    // archive up to the point regardless.
+    const r = await run(['promote', '--archive', b.archive, '--until-lsn', String(at), '--no-serve', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { forkLsn: string; setAside: number; setAsideDir: string };
+    expect(out.forkLsn).toBe(String(at));
+    expect(out.setAside).toBe(50);
+    expect(readFileSync(b.db)[18]).toBe(2); // WAL mode
+    // The promoted file equals the old primary's archive restored at the fork point.
+    const then = join(e.dir, 'then.db');
+    expect((await run(['restore', '--archive', a.archive, '--to', then, '--until-lsn', String(at)])).code).toBe(0);
+    expectEqual(then, b.db);
+    // A primary on the promoted files continues from the archived fork record (no resync, no new base).
+    const p2 = await startPrimary(b.db, b.archive);
+    expect(p2.stderr).toMatch(/start: continued/);
+    p2.child.kill('SIGTERM');
+    await p2.exited;
+    const again = await run(['promote', '--archive', b.archive, '--no-serve']);
+    expect(again.code).toBe(62);
+    expect(again.stderr).toMatch(/already the primary of incarnation 2/);
+  }, 60_000);
+
+  test('switchover to a delayed standby that is behind is refused, and the primary keeps taking writes', async () => {
+    const e = await setup();
+    const { a, b } = e;
+    const primary = await startPrimary(a.db, a.archive, ['--listen', `127.0.0.1:${a.port}`, '--token-file', e.token]);
+    const standby = await startStandbyProc({ db: b.db, archive: b.archive, from: e.url(a.port), token: e.token, extra: ['--delay', '1h', '--listen', `127.0.0.1:${b.port}`] });
+    const w = start(['--db', a.db, '--rate', '0', '--count', '100'], { script: WORKLOAD });
+    await w.exited;
+    await waitForStatus(b.archive, (s) => s.receiveLagRecords === '0' && s.connected);
+    const r = await run(['switchover', '--to', e.url(b.port), '--token-file', e.token]);
+    expect(r.code).toBe(62);
+    expect(r.stderr).toMatch(/delay .* cannot become the primary without first catching up/);
+    expect(r.stderr).toMatch(/--delay 0/);
+    const conn = new Database(a.db, { timeout: 2000 });
+    conn.prepare('UPDATE counter SET n = n + 1').run();
+    conn.close();
+    expect(existsSync(join(a.archive, 'fenced.json'))).toBe(false);
+    // A wrong secret is refused before anything is asked of anyone.
+    const wrong = join(e.dir, 'wrong');
+    writeFileSync(wrong, 'x'.repeat(40));
+    const r2 = await run(['switchover', '--to', e.url(b.port), '--token-file', wrong]);
+    expect(r2.code).toBe(41);
+    primary.child.kill('SIGTERM');
+    standby.child.kill('SIGTERM');
+    await Promise.all([primary.exited, standby.exited]);
+  }, 60_000);
 });
