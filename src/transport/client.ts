@@ -78,6 +78,18 @@ const UNTRUSTED_CERTIFICATE = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
+/** A WebSocket to a redo server: protocol limits, no compression, and the TLS trust and identity given. */
+export function openSocket(url: string, t: TlsClientOptions | undefined): WebSocket {
+  return new WebSocket(url, {
+    maxPayload: MAX_MESSAGE_BYTES,
+    perMessageDeflate: false,
+    handshakeTimeout: 10_000,
+    ...(t?.ca ? { ca: t.ca } : {}),
+    ...(t?.cert ? { cert: t.cert } : {}),
+    ...(t?.key ? { key: t.key } : {}),
+  });
+}
+
 export class RedoClient {
   private ws: WebSocket | null = null;
   private stopped = false;
@@ -105,15 +117,7 @@ export class RedoClient {
 
   private connect(): void {
     if (this.stopped) return;
-    const t = this.opts.tls;
-    const ws = new WebSocket(this.opts.url, {
-      maxPayload: MAX_MESSAGE_BYTES,
-      perMessageDeflate: false,
-      handshakeTimeout: 10_000,
-      ...(t?.ca ? { ca: t.ca } : {}),
-      ...(t?.cert ? { cert: t.cert } : {}),
-      ...(t?.key ? { key: t.key } : {}),
-    });
+    const ws = openSocket(this.opts.url, this.opts.tls);
     this.ws = ws;
     const cnonce = newNonce();
     let serverNonce: Uint8Array | null = null;

@@ -4,12 +4,10 @@
  * ways as for a standby, so only a holder of the secret can move a role, and the answer is known to come
  * from one. One request per connection; the connection closes after the last result.
  */
-import { WebSocket } from 'ws';
 import { RedoshipError } from '../error/index.js';
 import { FIRST_INCARNATION } from '../redo/index.js';
-import type { TlsClientOptions } from './client.js';
+import { openSocket, type TlsClientOptions } from './client.js';
 import {
-  MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
   ProtocolError,
   clientMac,
@@ -34,15 +32,7 @@ export interface ControlRequest {
 
 export function controlRequest(r: ControlRequest): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const t = r.tls;
-    const ws = new WebSocket(r.url, {
-      maxPayload: MAX_MESSAGE_BYTES,
-      perMessageDeflate: false,
-      handshakeTimeout: 10_000,
-      ...(t?.ca ? { ca: t.ca } : {}),
-      ...(t?.cert ? { cert: t.cert } : {}),
-      ...(t?.key ? { key: t.key } : {}),
-    });
+    const ws = openSocket(r.url, r.tls);
     const cnonce = newNonce();
     let nonce: Uint8Array | null = null;
     let done = false;
