@@ -10,9 +10,14 @@
  *   promoted database (target < 2 s), and what `promote` reported (request to accepting writes);
  * - reinstate: pages copied against the database's pages, and the transactions it discarded.
  * Each figure is printed per run and as the median, with the machine's load while the runs went on.
+ *
+ * The peer, where PostgreSQL's server programs are installed: a primary and a streaming standby on loopback,
+ * the primary killed -9, `pg_ctl promote -w` on the standby, and the time from the promote command to the
+ * first INSERT it accepts (PostgreSQL has no built-in switchover to compare with).
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { num, setting } from './common.js';
@@ -53,6 +58,56 @@ const median = (xs: number[]) => {
   return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
 };
 const f = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(0));
+
+/** PostgreSQL's failover on this machine: promote -> first accepted write, ms per run, or why it did not run. */
+function pgFailover(n: number): number[] | string {
+  const dirs = [...(existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort().reverse().map((v) => `/usr/lib/postgresql/${v}/bin`) : []), '/usr/local/bin', '/usr/bin'];
+  const bin = dirs.find((d) => ['initdb', 'pg_ctl', 'postgres'].every((p) => existsSync(join(d, p))));
+  const tool = (p: string) => [bin ?? '', '/usr/bin', '/usr/local/bin'].map((d) => join(d, p)).find((x) => existsSync(x));
+  if (!bin || !tool('pg_basebackup') || !tool('psql')) return 'PostgreSQL server programs not found: no peer figure';
+  const root = process.getuid?.() === 0;
+  const as = (cmd: string, args: string[]) => spawnSync(root ? 'runuser' : cmd, root ? ['-u', 'postgres', '--', cmd, ...args] : args, { encoding: 'utf8', timeout: 120_000 });
+  const must = (cmd: string, args: string[]) => {
+    const r = as(cmd, args);
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
+  };
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const dir = mkdtempSync(join(tmpdir(), 'redoship-pg-roles-'));
+    chmodSync(dir, 0o755);
+    if (root) {
+      const id = (f: string) => Number(spawnSync('id', [f, 'postgres'], { encoding: 'utf8' }).stdout.trim());
+      chownSync(dir, id('-u'), id('-g'));
+    }
+    const [p, sb] = [join(dir, 'p'), join(dir, 's')];
+    const [pp, sp] = [25432 + i * 2, 25433 + i * 2];
+    try {
+      must(join(bin, 'initdb'), ['-D', p, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale', 'C']);
+      appendFileSync(join(p, 'postgresql.conf'), `\nport = ${pp}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '${dir}'\nwal_level = replica\n`);
+      must(join(bin, 'pg_ctl'), ['-D', p, '-l', `${p}.log`, '-w', 'start']);
+      must(tool('psql')!, ['-h', '127.0.0.1', '-p', String(pp), '-U', 'postgres', '-Xqc', 'CREATE TABLE t (id serial PRIMARY KEY, v text)']);
+      must(tool('pg_basebackup')!, ['-h', '127.0.0.1', '-p', String(pp), '-U', 'postgres', '-D', sb, '-R', '-X', 'stream', '-c', 'fast']);
+      appendFileSync(join(sb, 'postgresql.conf'), `\nport = ${sp}\n`);
+      must(join(bin, 'pg_ctl'), ['-D', sb, '-l', `${sb}.log`, '-w', 'start']);
+      const pid = Number(readFileSync(join(p, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      process.kill(pid, 'SIGKILL');
+      const t0 = performance.now();
+      must(join(bin, 'pg_ctl'), ['-D', sb, '-w', 'promote']);
+      for (;;) {
+        const r = spawnSync(tool('psql')!, ['-h', '127.0.0.1', '-p', String(sp), '-U', 'postgres', '-Xqc', "INSERT INTO t (v) VALUES ('after failover')"], { encoding: 'utf8' });
+        if (r.status === 0) break;
+        if (performance.now() - t0 > 60_000) throw new Error(`the promoted PostgreSQL standby took no write within 60 s: ${r.stderr}`);
+      }
+      out.push(performance.now() - t0);
+    } catch (e) {
+      return `PostgreSQL peer failed: ${(e as Error).message.slice(0, 400)}`;
+    } finally {
+      for (const d of [sb, p]) if (existsSync(join(d, 'postmaster.pid'))) as(join(bin, 'pg_ctl'), ['-D', d, '-m', 'immediate', 'stop']);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return out;
+}
 
 function main(): void {
   process.stdout.write(`roles benchmark: ${runs} runs of each drill, load ${load} between steps, workload ${rate} tx/s; loadavg at start ${loadAvg()}\n\n`);
@@ -103,6 +158,13 @@ function main(): void {
     `  medians: death->promoted ${f(median(fo.map((r) => r.death)))} ms; promote->first write ${f(median(fo.map((r) => r.firstWrite)))} ms (target < 2000 ms); ` +
       `reinstate copied ${f(median(fo.map((r) => r.copied)))} of ${f(median(fo.map((r) => r.pages)))} pages\n`,
   );
+  const pg = pgFailover(runs);
+  if (typeof pg === 'string') process.stdout.write(`  peer: ${pg}\n`);
+  else
+    process.stdout.write(
+      `  peer, PostgreSQL (kill -9 of the primary, pg_ctl promote -w on its streaming standby): promote->first write ${pg.map(f).join(', ')} ms, median ${f(median(pg))} ms; ` +
+        `redoship/PostgreSQL ${(median(fo.map((r) => r.firstWrite)) / median(pg)).toFixed(2)}\n`,
+    );
   process.stdout.write(`\nloadavg at the end ${loadAvg()}\n`);
 }
 
