@@ -2,15 +2,34 @@
  * PAGE HASHES. A page hash is the first 16 bytes of SHA-256 over the page image (page 1 with the header
  * fields that depend on the journal mode or the writer masked: see db-header.ts). 128 bits keeps the chance
  * that two different images of one page collide far below that of an undetected disk error; SHA-256 runs
- * ~1 GB/s here with the CPU's SHA extensions, faster than any other digest Node ships.
+ * ~1.2 GB/s here with the CPU's SHA extensions, faster than any other digest Node ships.
+ *
+ * A 4 KiB page is short enough that the cost of a Hash object (create, update, digest) is a third of the
+ * work: the one-shot crypto.hash (Node >= 20.12) hashes pages ~1.3x as fast, and is used where it exists.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { maskPage1 } from './db-header.js';
 
 export const PAGE_HASH_BYTES = 16;
 
+type OneShot = (algorithm: string, data: Uint8Array, outputEncoding: 'buffer') => Buffer;
+const oneShot = (crypto as unknown as { hash?: OneShot }).hash;
+
+const viaHashObject = (data: Uint8Array): Buffer => crypto.createHash('sha256').update(data).digest();
+const viaOneShot = (data: Uint8Array): Buffer => oneShot!('sha256', data, 'buffer');
+/** The one-shot form only where it exists and returns the same bytes as a Hash object. */
+const sha256 = ((): ((data: Uint8Array) => Buffer) => {
+  try {
+    const probe = Buffer.from('redoship page hash');
+    const r: unknown = oneShot ? viaOneShot(probe) : null;
+    if (Buffer.isBuffer(r) && r.equals(viaHashObject(probe))) return viaOneShot;
+  } catch {
+    /* older Node: no one-shot form, or no 'buffer' output */
+  }
+  return viaHashObject;
+})();
+
 export function pageHash(pgno: number, page: Uint8Array): Buffer {
-  const h = createHash('sha256');
-  h.update(pgno === 1 ? maskPage1(page) : page);
-  return h.digest().subarray(0, PAGE_HASH_BYTES);
+  return sha256(pgno === 1 ? maskPage1(page) : page).subarray(0, PAGE_HASH_BYTES);
 }
+
