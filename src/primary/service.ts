@@ -104,8 +104,10 @@ export interface BackupSnapshot {
   readonly pageSize: number;
   /** Pages 1..sizePages; a buffer may be reused after the next page is asked for: copy what you keep. */
   pages(): Generator<readonly [number, Uint8Array]>;
-  /** The image of some pages (ascending), from the same snapshot. */
+  /** The image of some pages (ascending), from the same snapshot; only those pages are read. */
   pagesAt(pgnos: readonly number[]): Generator<readonly [number, Uint8Array]>;
+  /** Pages first..first+count-1 into `into` (count * pageSize bytes), from the same snapshot. */
+  readPages(first: number, count: number, into: Buffer): void;
   release(): void;
 }
 
@@ -336,10 +338,8 @@ async function run(
         sizePages: snap.sizePages,
         pageSize: live.pageSize,
         pages: () => snap.pages(),
-        *pagesAt(pgnos) {
-          const want = new Set(pgnos);
-          for (const p of snap.pages()) if (want.has(p[0])) yield p;
-        },
+        pagesAt: (pgnos) => snap.pagesAt(pgnos),
+        readPages: (first, count, into) => snap.readPages(first, count, into),
         release: () => live.unpin(),
       };
     },

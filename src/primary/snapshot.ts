@@ -33,6 +33,10 @@ export interface Snapshot {
   readonly position: CapturePosition;
   /** Pages 1..sizePages in order. Buffers are reused between chunks: copy what you keep. */
   pages(): Generator<readonly [number, Uint8Array]>;
+  /** Pages first..first+count-1 (within 1..sizePages) into `into`, count * pageSize bytes. */
+  readPages(first: number, count: number, into: Buffer): void;
+  /** Only the pages asked for (ascending, within 1..sizePages), read in runs. Buffers are reused: copy what you keep. */
+  pagesAt(pgnos: readonly number[]): Generator<readonly [number, Uint8Array]>;
 }
 
 const PAGES_PER_READ = 256;
@@ -93,6 +97,15 @@ export function takeSnapshot(live: LiveDatabase, lockTimeoutMs: number, opts: Sn
   }
   for (const p of overlay.keys()) if (p > sizePages) overlay.delete(p);
   const size = sizePages;
+  const ps = live.pageSize;
+  const readPages = (first: number, count: number, into: Buffer): void => {
+    live.readDbPages(first, count, into);
+    if (overlay.size === 0) return;
+    for (let i = 0; i < count; i++) {
+      const img = overlay.get(first + i);
+      if (img) into.set(img, i * ps);
+    }
+  };
   return {
     sizePages: size,
     position,
@@ -105,6 +118,18 @@ export function takeSnapshot(live: LiveDatabase, lockTimeoutMs: number, opts: Sn
           const pgno = first + i;
           yield [pgno, overlay.get(pgno) ?? chunk.subarray(i * live.pageSize, (i + 1) * live.pageSize)] as const;
         }
+      }
+    },
+    readPages,
+    *pagesAt(pgnos) {
+      const buf = Buffer.alloc(PAGES_PER_READ * ps);
+      for (let i = 0; i < pgnos.length; ) {
+        // A run of consecutive page numbers is one read.
+        let n = 1;
+        while (n < PAGES_PER_READ && i + n < pgnos.length && pgnos[i + n] === pgnos[i]! + n) n++;
+        readPages(pgnos[i]!, n, buf);
+        for (let k = 0; k < n; k++) yield [pgnos[i]! + k, buf.subarray(k * ps, (k + 1) * ps)] as const;
+        i += n;
       }
     },
   };
