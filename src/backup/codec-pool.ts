@@ -1,8 +1,16 @@
 /**
  * A pool of codec worker threads (codec-worker.ts), one per core, for the CPU-heavy part of moving pages into
- * and out of backup pieces: SHA-256 page hashes, zstd/gzip, AES-GCM, CRC-32. The main thread keeps what must
- * happen in order (reading pages, writing pieces and files, a piece's SHA-256) and overlaps it with the
- * workers' work. Buffers go to a worker and back without copies where they own their memory.
+ * and out of backup pieces: SHA-256 page hashes, zstd/gzip, AES-GCM, CRC-32, a piece's SHA-256. The main
+ * thread keeps what must happen in order (reading pages, writing pieces and files) and overlaps it with the
+ * workers' work. No page is copied on its way through a worker:
+ *
+ *   encode  the caller reads pages straight into an encode buffer (shared memory, layout below); a worker
+ *           frames the chunk (chunk header + stored bytes): in that same memory for an uncompressed,
+ *           unencrypted set, otherwise in new shared memory (and the encode buffer is free again).
+ *   decode  a chunk is read into shared memory; a worker checks and decodes it in place and returns the
+ *           page hashes, plus the raw bytes when they differ from the stored ones (compressed or encrypted).
+ *   hash    a SHA-256 taken over bytes in shared memory, in order, by one worker (a PieceHasher): a piece's
+ *           checksum, off the main thread.
  *
  * Results come back in the order asked for by ordered(): callers submit ahead (a bounded number of chunks in
  * flight, so memory stays a few MiB per core) and consume in order.
@@ -10,41 +18,77 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { RedoshipError, type ErrorCode } from '../error/index.js';
-import type { Compression } from './piece.js';
+import { CHUNK_HEADER_BYTES, MAX_CHUNK_PAGES, type Compression } from './piece.js';
+
+/*
+ * ENCODE BUFFER, one chunk's worth: a chunk header's room, MAX_CHUNK_PAGES page-number slots (u32 BE), then
+ * room for MAX_CHUNK_PAGES images. The caller fills count slots and count images from the start of each
+ * area; the worker moves the images of a short chunk up behind its page numbers, so that header, page
+ * numbers and images are contiguous: the raw bytes of piece.ts's chunk format.
+ */
+export const ENCODE_PGNOS_AT = CHUNK_HEADER_BYTES;
+export const ENCODE_IMAGES_AT = CHUNK_HEADER_BYTES + MAX_CHUNK_PAGES * 4;
+export const encodeBufferBytes = (pageSize: number): number => ENCODE_IMAGES_AT + MAX_CHUNK_PAGES * pageSize;
 
 export type CodecRequest =
-  | { readonly id: number; readonly op: 'encode'; readonly buf: ArrayBuffer; readonly count: number; readonly pageSize: number; readonly algorithm: Compression; readonly level: number; readonly key: Uint8Array | null }
+  | { readonly id: number; readonly op: 'encode'; readonly buf: SharedArrayBuffer; readonly count: number; readonly pageSize: number; readonly algorithm: Compression; readonly level: number; readonly key: Uint8Array | null }
   | {
       readonly id: number;
       readonly op: 'decode';
       readonly name: string;
+      /** Of the chunk's header in the piece (for messages). */
       readonly offset: number;
-      readonly stored: ArrayBuffer;
+      readonly piece: SharedArrayBuffer;
+      /** Where the chunk's stored bytes are in `piece`, and how many. */
+      readonly start: number;
+      readonly length: number;
       readonly count: number;
       readonly crc: number;
       readonly pageSize: number;
       readonly algorithm: Compression;
       readonly key: Uint8Array | null;
-    };
+    }
+  | { readonly id: number; readonly op: 'hash-update'; readonly hasher: number; readonly bytes: SharedArrayBuffer; readonly start: number; readonly length: number }
+  | { readonly id: number; readonly op: 'hash-digest'; readonly hasher: number };
 
 export type CodecReply =
-  | { readonly id: number; readonly ok: true; readonly bytes: Uint8Array; readonly crc: number; readonly hashes: Uint8Array }
+  | { readonly id: number; readonly ok: true; readonly op: 'encode'; readonly framed: Uint8Array; readonly hashes: Uint8Array; readonly inPlace: boolean }
+  | { readonly id: number; readonly ok: true; readonly op: 'decode'; readonly raw: Uint8Array | null; readonly hashes: Uint8Array }
+  | { readonly id: number; readonly ok: true; readonly op: 'hash-update' }
+  | { readonly id: number; readonly ok: true; readonly op: 'hash-digest'; readonly hex: string }
   | { readonly id: number; readonly ok: false; readonly code: ErrorCode; readonly message: string; readonly hint: string };
 
-/** Encoded: the stored bytes and CRC of a chunk. Decoded: its raw bytes (page numbers, then images). Both: page hashes. */
-export interface CodecResult {
-  readonly bytes: Buffer;
-  readonly crc: number;
+export interface EncodeResult {
+  /** Chunk header, then the stored bytes: exactly what the piece holds for this chunk (in shared memory). */
+  readonly framed: Buffer;
+  /** PAGE_HASH_BYTES per page, in order. */
+  readonly hashes: Buffer;
+  /** framed is the encode buffer's memory; else the encode buffer may be reused at once. */
+  readonly inPlace: boolean;
+}
+
+export interface DecodeResult {
+  /** Page numbers then images; null when they are the stored bytes themselves (in the shared piece). */
+  readonly raw: Buffer | null;
   readonly hashes: Buffer;
 }
 
-type Pending = { resolve(r: CodecResult): void; reject(e: unknown): void };
+export interface PieceHasher {
+  update(bytes: SharedArrayBuffer, start: number, length: number): Promise<void>;
+  /** The digest (hex); the hasher is done. */
+  digest(): Promise<string>;
+}
+
+type Pending = { resolve(r: unknown): void; reject(e: unknown): void };
 
 const WORKER_URL = new URL('./codec-worker.js', import.meta.url);
+
+const view = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 
 export class CodecPool {
   private readonly workers: Array<{ w: Worker; pending: Map<number, Pending> }> = [];
   private nextId = 1;
+  private nextHasher = 0;
   private failed: unknown = null;
 
   private constructor(n: number) {
@@ -55,8 +99,10 @@ export class CodecPool {
         const p = pending.get(r.id);
         if (!p) return;
         pending.delete(r.id);
-        if (r.ok) p.resolve({ bytes: Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength), crc: r.crc, hashes: Buffer.from(r.hashes.buffer, r.hashes.byteOffset, r.hashes.byteLength) });
-        else p.reject(new RedoshipError(r.code, r.message, r.hint));
+        if (!r.ok) p.reject(new RedoshipError(r.code, r.message, r.hint));
+        else if (r.op === 'encode') p.resolve({ framed: view(r.framed), hashes: view(r.hashes), inPlace: r.inPlace } satisfies EncodeResult);
+        else if (r.op === 'decode') p.resolve({ raw: r.raw ? view(r.raw) : null, hashes: view(r.hashes) } satisfies DecodeResult);
+        else p.resolve(r.op === 'hash-digest' ? r.hex : undefined);
       });
       const fail = (e: unknown) => {
         this.failed ??= e;
@@ -78,23 +124,35 @@ export class CodecPool {
     return this.workers.length;
   }
 
-  private send(req: CodecRequest, transfer: ArrayBuffer[]): Promise<CodecResult> {
+  private send<T>(req: CodecRequest, transfer: ArrayBuffer[], worker?: number): Promise<T> {
     if (this.failed) return Promise.reject(this.failed);
     // The least busy worker: chunks differ in cost (a compressible chunk is cheaper).
-    const slot = this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
-    const p = new Promise<CodecResult>((resolve, reject) => slot.pending.set(req.id, { resolve, reject }));
+    const slot = worker !== undefined ? this.workers[worker % this.workers.length]! : this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    const p = new Promise<T>((resolve, reject) => slot.pending.set(req.id, { resolve: resolve as (r: unknown) => void, reject }));
     slot.w.postMessage(req, transfer);
     return p;
   }
 
-  /** buf (moved to the worker): page numbers in MAX_CHUNK_PAGES u32 slots, then count images. */
-  encode(buf: ArrayBuffer, count: number, pageSize: number, algorithm: Compression, level: number, key: Buffer | undefined): Promise<CodecResult> {
-    return this.send({ id: this.nextId++, op: 'encode', buf, count, pageSize, algorithm, level, key: key ? new Uint8Array(key) : null }, [buf]);
+  /** buf: an encode buffer (see above) holding count pages; the caller leaves it alone until the result. */
+  encode(buf: SharedArrayBuffer, count: number, pageSize: number, algorithm: Compression, level: number, key: Buffer | undefined): Promise<EncodeResult> {
+    return this.send({ id: this.nextId++, op: 'encode', buf, count, pageSize, algorithm, level, key: key ? new Uint8Array(key) : null }, []);
   }
 
-  /** stored (moved to the worker): exactly the chunk's stored bytes. */
-  decode(name: string, offset: number, stored: ArrayBuffer, count: number, crc: number, pageSize: number, algorithm: Compression, key: Buffer | undefined): Promise<CodecResult> {
-    return this.send({ id: this.nextId++, op: 'decode', name, offset, stored, count, crc, pageSize, algorithm, key: key ? new Uint8Array(key) : null }, [stored]);
+  /** The chunk whose stored bytes are piece[start, start + length), checked and decoded in place. */
+  decode(name: string, offset: number, piece: SharedArrayBuffer, start: number, length: number, count: number, crc: number, pageSize: number, algorithm: Compression, key: Buffer | undefined): Promise<DecodeResult> {
+    return this.send({ id: this.nextId++, op: 'decode', name, offset, piece, start, length, count, crc, pageSize, algorithm, key: key ? new Uint8Array(key) : null }, []);
+  }
+
+  /**
+   * A SHA-256 taken by one worker over the ranges given to update(), in the order given (a worker handles
+   * its messages in order). An update resolves once the worker is done with those bytes.
+   */
+  hasher(): PieceHasher {
+    const hasher = this.nextHasher++;
+    return {
+      update: (bytes, start, length) => this.send({ id: this.nextId++, op: 'hash-update', hasher, bytes, start, length }, [], hasher),
+      digest: () => this.send({ id: this.nextId++, op: 'hash-digest', hasher }, [], hasher),
+    };
   }
 
   /** How many chunks a caller should keep in flight to keep every worker busy. */

@@ -1,13 +1,14 @@
 /**
  * A codec worker thread (codec-pool.ts starts them): encodes chunks for backups (page hashes, compression,
- * encryption, CRC) and decodes them for restores (CRC, decryption, decompression, page hashes), so that a
- * backup or restore uses every core while the main thread reads and writes. It only computes: it opens no
- * file and keeps no state but zstd contexts. Messages are codec-pool.ts's EncodeRequest / DecodeRequest.
+ * encryption, CRC) and decodes them for restores (CRC, decryption, decompression, page hashes), and takes the
+ * SHA-256 of whole pieces, so that a backup or restore uses every core while the main thread reads and
+ * writes. It only computes: it opens no file and keeps no state but zstd contexts. Messages are
+ * codec-pool.ts's CodecRequest / CodecReply.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { isRedoshipError } from '../error/index.js';
-import { PAGE_HASH_BYTES, pageHash } from '../sqlite/index.js';
-import { MAX_CHUNK_PAGES, decodeStored, encodeRaw } from './piece.js';
+import { decodeChunk, encodeChunkBuffer } from './chunk-codec.js';
 import type { CodecReply, CodecRequest } from './codec-pool.js';
 
 /** Sends a Buffer without a copy when it owns its whole ArrayBuffer; a copy otherwise (zstd's own memory). */
@@ -19,30 +20,30 @@ function sendable(b: Buffer): { bytes: Uint8Array; transfer: ArrayBuffer[] } {
   return { bytes: copy, transfer: [copy.buffer] };
 }
 
-function hashes(raw: Buffer, count: number, pageSize: number): Buffer {
-  const out = Buffer.allocUnsafeSlow(count * PAGE_HASH_BYTES);
-  for (let i = 0; i < count; i++) pageHash(raw.readUInt32BE(i * 4), raw.subarray(count * 4 + i * pageSize, count * 4 + (i + 1) * pageSize)).copy(out, i * PAGE_HASH_BYTES);
-  return out;
-}
+/** Open PieceHashers' state, by hasher id. */
+const hashers = new Map<number, Hash>();
 
 function handle(m: CodecRequest): { reply: CodecReply; transfer: ArrayBuffer[] } {
+  if (m.op === 'hash-update') {
+    let h = hashers.get(m.hasher);
+    if (!h) hashers.set(m.hasher, (h = createHash('sha256')));
+    h.update(new Uint8Array(m.bytes, m.start, m.length));
+    return { reply: { id: m.id, ok: true, op: 'hash-update' }, transfer: [] };
+  }
+  if (m.op === 'hash-digest') {
+    const hex = (hashers.get(m.hasher) ?? createHash('sha256')).digest('hex');
+    hashers.delete(m.hasher);
+    return { reply: { id: m.id, ok: true, op: 'hash-digest', hex }, transfer: [] };
+  }
   const key = m.key ? Buffer.from(m.key) : undefined;
   if (m.op === 'encode') {
-    // The pool fills page numbers into MAX_CHUNK_PAGES slots, then the images; a short chunk is moved together.
-    let raw = Buffer.from(m.buf);
-    if (m.count < MAX_CHUNK_PAGES) {
-      raw.copyWithin(m.count * 4, MAX_CHUNK_PAGES * 4, MAX_CHUNK_PAGES * 4 + m.count * m.pageSize);
-      raw = raw.subarray(0, m.count * (4 + m.pageSize));
-    }
-    const h = hashes(raw, m.count, m.pageSize);
-    const { stored, crc } = encodeRaw(raw, { algorithm: m.algorithm, level: m.level }, key);
-    const s = sendable(stored);
-    return { reply: { id: m.id, ok: true, bytes: s.bytes, crc, hashes: h }, transfer: [...s.transfer, h.buffer as ArrayBuffer] };
+    const { framed, hashes, inPlace } = encodeChunkBuffer(Buffer.from(m.buf), m.count, m.pageSize, { algorithm: m.algorithm, level: m.level }, key);
+    return { reply: { id: m.id, ok: true, op: 'encode', framed, hashes, inPlace }, transfer: [hashes.buffer as ArrayBuffer] };
   }
-  const raw = decodeStored(m.name, { offset: m.offset, stored: Buffer.from(m.stored), count: m.count, crc: m.crc }, m.pageSize, m.algorithm, key);
-  const h = hashes(raw, m.count, m.pageSize);
+  const { raw, hashes } = decodeChunk(m.name, m.offset, Buffer.from(m.piece, m.start, m.length), m.count, m.crc, m.pageSize, m.algorithm, key);
+  if (raw.buffer === m.piece) return { reply: { id: m.id, ok: true, op: 'decode', raw: null, hashes }, transfer: [hashes.buffer as ArrayBuffer] };
   const s = sendable(raw);
-  return { reply: { id: m.id, ok: true, bytes: s.bytes, crc: m.crc, hashes: h }, transfer: [...s.transfer, h.buffer as ArrayBuffer] };
+  return { reply: { id: m.id, ok: true, op: 'decode', raw: s.bytes, hashes }, transfer: [...s.transfer, hashes.buffer as ArrayBuffer] };
 }
 
 parentPort!.on('message', (m: CodecRequest) => {

@@ -89,10 +89,15 @@ export function encodeRaw(raw: Buffer, c: CompressionSpec, key?: Buffer): { stor
 
 export function chunkHeader(storedBytes: number, crc: number, count: number): Buffer {
   const head = Buffer.alloc(CHUNK_HEADER_BYTES);
-  head.writeUInt32BE(storedBytes, 0);
-  head.writeUInt32BE(crc, 4);
-  head.writeUInt32BE(count, 8);
+  writeChunkHeader(head, storedBytes, crc, count);
   return head;
+}
+
+/** A chunk header into the first CHUNK_HEADER_BYTES of buf. */
+export function writeChunkHeader(buf: Buffer, storedBytes: number, crc: number, count: number): void {
+  buf.writeUInt32BE(storedBytes, 0);
+  buf.writeUInt32BE(crc, 4);
+  buf.writeUInt32BE(count, 8);
 }
 
 export function pieceCorrupt(name: string, offset: number, why: string): RedoshipError {
@@ -125,6 +130,9 @@ export function readPieceHeader(name: string, buf: Buffer, key: Buffer | undefin
   return { algorithm, encrypted };
 }
 
+/** The most stored bytes a chunk may claim: all its pages uncompressed, zstd's worst case, a nonce and a tag. */
+export const maxStoredBytes = (pageSize: number): number => MAX_CHUNK_PAGES * (4 + pageSize) + 65536 + 28;
+
 /** The chunks of a piece, in order, with their lengths and counts bounded (invariants (2) and (3)). */
 export function* pieceChunks(name: string, buf: Buffer, pageSize: number): Generator<StoredChunk> {
   let off = PIECE_HEADER_BYTES;
@@ -132,7 +140,7 @@ export function* pieceChunks(name: string, buf: Buffer, pageSize: number): Gener
     if (off + CHUNK_HEADER_BYTES > buf.length) throw pieceCorrupt(name, off, 'the piece ends inside a chunk header');
     const len = buf.readUInt32BE(off);
     const count = buf.readUInt32BE(off + 8);
-    const maxStored = MAX_CHUNK_PAGES * (4 + pageSize) + 65536 + 28;
+    const maxStored = maxStoredBytes(pageSize);
     if (len > maxStored || count === 0 || count > MAX_CHUNK_PAGES) throw pieceCorrupt(name, off, `chunk claims ${len} bytes, ${count} pages`);
     if (off + CHUNK_HEADER_BYTES + len > buf.length) throw pieceCorrupt(name, off, 'the piece ends inside a chunk (truncated)');
     yield { offset: off, stored: buf.subarray(off + CHUNK_HEADER_BYTES, off + CHUNK_HEADER_BYTES + len), count, crc: buf.readUInt32BE(off + 4) };

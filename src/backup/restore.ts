@@ -5,16 +5,17 @@
  * file, verify, sync, rename. Incrementals are preferred over
  * redo: applying a set's pages once is cheaper than replaying every transaction they sum up.
  */
-import { existsSync, ftruncateSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { dirname, resolve } from 'node:path';
-import { RedoshipError } from '../error/index.js';
+import { dirname, join, resolve } from 'node:path';
+import { RedoshipError, ioError } from '../error/index.js';
+import { LocalStorage } from '../storage/index.js';
 import { Archive, buildFile } from '../redo/index.js';
 import { RedoSources, type RedoStep } from './repo-redo.js';
 import { PAGE_HASH_BYTES } from '../sqlite/index.js';
-import { CHUNK_HEADER_BYTES, PIECE_HEADER_BYTES, pieceChunks, pieceCorrupt, readPieceHeader } from './piece.js';
-import { CodecPool, ordered } from './codec-pool.js';
+import { CHUNK_HEADER_BYTES, MAX_CHUNK_PAGES, PIECE_HEADER_BYTES, maxStoredBytes, pieceCorrupt, readPieceHeader } from './piece.js';
+import { CodecPool, ordered, type DecodeResult } from './codec-pool.js';
 import { Repo, type BackupManifest } from './repo.js';
 import { readCatalog } from './catalog.js';
 import { setKey } from './key.js';
@@ -151,7 +152,9 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
 /**
  * Writes one set's pages into the file at fd, checking as it goes: each piece's size and SHA-256 against
  * the manifest, each chunk's CRC and framing, each page against the set's page-hash file (itself checked
- * against the manifest), the page count. Chunks are decoded by the pool's workers ahead of the writes;
+ * against the manifest), the page count. Each chunk is read into a slab of shared memory (reused once its
+ * pages are written: fresh memory costs a page fault per 4 KiB), where a worker checks and decodes it, and
+ * one worker takes the piece's SHA-256, in order, while the pages decoded before are written here;
  * consecutive pages are written with one call. Returns the pages written.
  */
 async function applySet(repo: Repo, pool: CodecPool, set: BackupManifest, fd: number, secret: Buffer | null, onPages: (pages: number) => void): Promise<number> {
@@ -160,50 +163,136 @@ async function applySet(repo: Repo, pool: CodecPool, set: BackupManifest, fd: nu
   const hashes = await repo.storage.get(`sets/${set.name}/${set.pageHashes.name}`);
   if (createHash('sha256').update(hashes).digest('hex') !== set.pageHashes.sha256) throw pieceCorrupt(`${set.name}/${set.pageHashes.name}`, 0, 'checksum mismatch');
   if (hashes.length !== set.pages * PAGE_HASH_BYTES) throw pieceCorrupt(`${set.name}/${set.pageHashes.name}`, 0, `${hashes.length} bytes for ${set.pages} pages`);
+  // A slab: the chunk's header, its stored bytes, and the next chunk's header (read in the same call).
+  const maxStored = maxStoredBytes(pageSize);
+  const slabBytes = 2 * CHUNK_HEADER_BYTES + maxStored;
+  const slabs: Buffer[] = [];
   let i = 0;
   let lastPgno = 0;
   for (const p of set.pieces) {
     const pname = `${set.name}/${p.name}`;
-    const body = await repo.storage.get(`sets/${set.name}/${p.name}`);
-    if (body.length !== p.bytes) throw pieceCorrupt(pname, 0, `it is ${body.length} bytes, the manifest says ${p.bytes}`);
-    const { algorithm, encrypted } = readPieceHeader(pname, body, key);
-    const sha = createHash('sha256').update(body.subarray(0, PIECE_HEADER_BYTES));
-    function* tasks(): Generator<() => Promise<{ raw: Buffer; hashes: Buffer; count: number }>> {
-      for (const c of pieceChunks(pname, body, pageSize)) {
-        sha.update(body.subarray(c.offset, c.offset + CHUNK_HEADER_BYTES)).update(c.stored);
-        const stored = Buffer.allocUnsafeSlow(c.stored.length);
-        c.stored.copy(stored);
-        yield async () => {
-          const r = await pool.decode(pname, c.offset, stored.buffer as ArrayBuffer, c.count, c.crc, pageSize, algorithm, encrypted ? key : undefined);
-          return { raw: r.bytes, hashes: r.hashes, count: c.count };
-        };
+    const piece = await openPiece(repo, `sets/${set.name}/${p.name}`, pname, p.bytes);
+    try {
+      const head = Buffer.from(new SharedArrayBuffer(PIECE_HEADER_BYTES + CHUNK_HEADER_BYTES));
+      const headBytes = Math.min(head.length, p.bytes);
+      piece.readAt(head, 0, headBytes, 0);
+      const { algorithm, encrypted } = readPieceHeader(pname, head.subarray(0, headBytes), key);
+      const sha = pool.hasher();
+      const headHashed = sha.update(head.buffer as SharedArrayBuffer, 0, PIECE_HEADER_BYTES);
+      headHashed.catch(() => undefined);
+      const chunkHead = Buffer.alloc(CHUNK_HEADER_BYTES);
+      head.copy(chunkHead, 0, PIECE_HEADER_BYTES, headBytes);
+      type Decoded = DecodeResult & { readonly count: number; readonly slab: Buffer };
+      // The chunks in order, with piece.ts's bounds (pieceChunks), each read into a slab.
+      function* tasks(): Generator<() => Promise<Decoded>> {
+        for (let off = PIECE_HEADER_BYTES; off < p.bytes; ) {
+          if (off + CHUNK_HEADER_BYTES > p.bytes) throw pieceCorrupt(pname, off, 'the piece ends inside a chunk header');
+          const len = chunkHead.readUInt32BE(0);
+          const crc = chunkHead.readUInt32BE(4);
+          const count = chunkHead.readUInt32BE(8);
+          if (len > maxStored || count === 0 || count > MAX_CHUNK_PAGES) throw pieceCorrupt(pname, off, `chunk claims ${len} bytes, ${count} pages`);
+          if (off + CHUNK_HEADER_BYTES + len > p.bytes) throw pieceCorrupt(pname, off, 'the piece ends inside a chunk (truncated)');
+          const slab = slabs.pop() ?? Buffer.from(new SharedArrayBuffer(slabBytes));
+          chunkHead.copy(slab, 0);
+          const next = Math.min(CHUNK_HEADER_BYTES, p.bytes - (off + CHUNK_HEADER_BYTES + len));
+          piece.readAt(slab, CHUNK_HEADER_BYTES, len + next, off + CHUNK_HEADER_BYTES);
+          slab.copy(chunkHead, 0, CHUNK_HEADER_BYTES + len, CHUNK_HEADER_BYTES + len + next);
+          const sab = slab.buffer as SharedArrayBuffer;
+          const hashed = sha.update(sab, 0, CHUNK_HEADER_BYTES + len);
+          hashed.catch(() => undefined);
+          const at = off;
+          yield async () => {
+            const d = await pool.decode(pname, at, sab, CHUNK_HEADER_BYTES, len, count, crc, pageSize, algorithm, encrypted ? key : undefined);
+            await hashed; // the slab is reused once both workers are done with it
+            return { ...d, count, slab };
+          };
+          off += CHUNK_HEADER_BYTES + len;
+        }
       }
-    }
-    for await (const { raw, hashes: got, count } of ordered(tasks(), pool.depth)) {
-      if (i + count > set.pages) throw pieceCorrupt(set.name, 0, `it holds more pages than the manifest's ${set.pages}`);
-      if (!got.equals(hashes.subarray(i * PAGE_HASH_BYTES, (i + count) * PAGE_HASH_BYTES))) {
+      for await (const d of ordered(tasks(), pool.depth)) {
+        const count = d.count;
+        const raw = d.raw ?? d.slab.subarray(CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES + count * (4 + pageSize));
+        const got = d.hashes;
+        if (i + count > set.pages) throw pieceCorrupt(set.name, 0, `it holds more pages than the manifest's ${set.pages}`);
+        if (!got.equals(hashes.subarray(i * PAGE_HASH_BYTES, (i + count) * PAGE_HASH_BYTES))) {
+          let k = 0;
+          while (got.subarray(k * PAGE_HASH_BYTES, (k + 1) * PAGE_HASH_BYTES).equals(hashes.subarray((i + k) * PAGE_HASH_BYTES, (i + k + 1) * PAGE_HASH_BYTES))) k++;
+          throw pieceCorrupt(pname, 0, `page ${raw.readUInt32BE(k * 4)} does not match its recorded hash`);
+        }
+        if (raw.readUInt32BE(0) <= lastPgno) throw pieceCorrupt(pname, 0, 'page numbers do not ascend');
+        // Runs of consecutive page numbers are consecutive in the file: one write each.
         let k = 0;
-        while (got.subarray(k * PAGE_HASH_BYTES, (k + 1) * PAGE_HASH_BYTES).equals(hashes.subarray((i + k) * PAGE_HASH_BYTES, (i + k + 1) * PAGE_HASH_BYTES))) k++;
-        throw pieceCorrupt(pname, 0, `page ${raw.readUInt32BE(k * 4)} does not match its recorded hash`);
+        while (k < count) {
+          const pgno = raw.readUInt32BE(k * 4);
+          let n = 1;
+          while (k + n < count && raw.readUInt32BE((k + n) * 4) === pgno + n) n++;
+          writeFully(fd, raw, count * 4 + k * pageSize, n * pageSize, (pgno - 1) * pageSize);
+          k += n;
+        }
+        lastPgno = raw.readUInt32BE((count - 1) * 4);
+        i += count;
+        slabs.push(d.slab);
+        onPages(i);
       }
-      if (raw.readUInt32BE(0) <= lastPgno) throw pieceCorrupt(pname, 0, 'page numbers do not ascend');
-      // Runs of consecutive page numbers are consecutive in the file: one write each.
-      let k = 0;
-      while (k < count) {
-        const pgno = raw.readUInt32BE(k * 4);
-        let n = 1;
-        while (k + n < count && raw.readUInt32BE((k + n) * 4) === pgno + n) n++;
-        writeFully(fd, raw, count * 4 + k * pageSize, n * pageSize, (pgno - 1) * pageSize);
-        k += n;
-      }
-      lastPgno = raw.readUInt32BE((count - 1) * 4);
-      i += count;
-      onPages(i);
+      await headHashed;
+      if ((await sha.digest()) !== p.sha256) throw pieceCorrupt(pname, 0, 'SHA-256 mismatch (the manifest records another)');
+    } finally {
+      piece.close();
     }
-    if (sha.digest('hex') !== p.sha256) throw pieceCorrupt(pname, 0, 'SHA-256 mismatch (the manifest records another)');
   }
   if (i !== set.pages) throw pieceCorrupt(set.name, 0, `it holds ${i} pages, the manifest says ${set.pages}`);
   return i;
+}
+
+/** A piece to read from (its length checked against the manifest): readAt(into, at, length, position). */
+interface PieceSource {
+  readonly readAt: (into: Buffer, at: number, length: number, position: number) => void;
+  close(): void;
+}
+
+/** Opens a piece for applySet: a local piece is read as chunks are needed; from other storage it is fetched whole. */
+async function openPiece(repo: Repo, key: string, pname: string, bytes: number): Promise<PieceSource> {
+  const size = (n: number) => pieceCorrupt(pname, 0, `it is ${n} bytes, the manifest says ${bytes}`);
+  if (!(repo.storage instanceof LocalStorage)) {
+    const body = await repo.storage.get(key);
+    if (body.length !== bytes) throw size(body.length);
+    return { readAt: (into, at, length, position) => void body.copy(into, at, position, position + length), close: () => undefined };
+  }
+  const path = join(repo.storage.root, ...key.split('/'));
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new RedoshipError('NOT_FOUND', `${key} is not in ${repo.storage.root}`, 'run `redoship crosscheck` to find what the repository lost');
+    throw ioError('read', path, e);
+  }
+  try {
+    const n = fstatSync(fd).size;
+    if (n !== bytes) throw size(n);
+  } catch (e) {
+    closeSync(fd);
+    throw e instanceof RedoshipError ? e : ioError('read', path, e);
+  }
+  let open = true;
+  return {
+    readAt: (into, at, length, position) => {
+      let done = 0;
+      try {
+        while (done < length) {
+          const got = readSync(fd, into, at + done, length - done, position + done);
+          if (got === 0) throw size(position + done);
+          done += got;
+        }
+      } catch (e) {
+        throw e instanceof RedoshipError ? e : ioError('read', path, e);
+      }
+    },
+    close: () => {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
 }
 
 function writeFully(fd: number, buf: Buffer, offset: number, length: number, position: number): void {

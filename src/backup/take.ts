@@ -12,8 +12,9 @@ import { join } from 'node:path';
 import { LocalStorage } from '../storage/index.js';
 import { RedoshipError } from '../error/index.js';
 import type { Archive, Lsn } from '../redo/index.js';
-import { MAX_CHUNK_PAGES, chunkHeader, pieceHeader, type CompressionSpec } from './piece.js';
-import { CodecPool, ordered, type CodecResult } from './codec-pool.js';
+import { MAX_CHUNK_PAGES, pieceHeader, type CompressionSpec } from './piece.js';
+import { CodecPool, ENCODE_IMAGES_AT, ENCODE_PGNOS_AT, encodeBufferBytes, ordered, type EncodeResult, type PieceHasher } from './codec-pool.js';
+import { encodeChunkBuffer } from './chunk-codec.js';
 import type { BackupManifest, PieceInfo, Repo } from './repo.js';
 import { catalogAdd } from './catalog.js';
 import { newSetKey } from './key.js';
@@ -25,6 +26,8 @@ export interface BackupSource {
   readonly pageSize: number;
   pages(): Iterable<readonly [number, Uint8Array]>;
   pagesAt(pgnos: readonly number[]): Iterable<readonly [number, Uint8Array]>;
+  /** Pages first..first+count-1 into `into` (count * pageSize bytes): a level 0 reads with this when given. */
+  readPages?(first: number, count: number, into: Buffer): void;
 }
 
 /** Pages (and their bytes) of a set written so far, of total. */
@@ -83,6 +86,7 @@ export async function takeBackupSet(repo: Repo, archive: Archive, src: BackupSou
     sizePages: src.sizePages,
     pageSize: src.pageSize,
     pages: pgnos ? src.pagesAt(pgnos) : src.pages(),
+    ...(!pgnos && src.readPages ? { readPages: src.readPages.bind(src) } : {}),
     pageCount: pgnos ? pgnos.length : src.sizePages,
     compression: o.compression,
     maxPieceBytes: o.maxPieceBytes,
@@ -101,6 +105,8 @@ export interface SetContent {
   readonly pageSize: number;
   /** Ascending pgno; buffers may be reused by the source. */
   readonly pages: Iterable<readonly [number, Uint8Array]>;
+  /** When given, the set is pages 1..pageCount, read with this into the chunk buffers (no copy) instead of `pages`. */
+  readonly readPages?: (first: number, count: number, into: Buffer) => void;
   readonly pageCount: number;
   readonly compression: CompressionSpec;
   readonly maxPieceBytes: number;
@@ -110,42 +116,87 @@ export interface SetContent {
 }
 
 /** One encoded chunk, in pgno order. */
-interface EncodedChunk extends CodecResult {
+interface EncodedChunk {
+  /** Chunk header and stored bytes, as the piece holds them (shared memory: a worker takes the piece's SHA-256). */
+  readonly framed: Buffer;
+  readonly hashes: Buffer;
   readonly count: number;
   readonly firstPgno: number;
   readonly lastPgno: number;
+  /** The encode buffer framed lives in, to reuse once it is written and hashed; null when already free. */
+  readonly buffer: SharedArrayBuffer | null;
 }
 
+/** A set of at most this many page bytes is encoded on the calling thread: starting workers would cost more. */
+const INLINE_MAX_BYTES = 16 * 1024 * 1024;
+
 /**
- * The source's pages as encoded chunks, in order: the pages are copied into chunk buffers here (the source
- * may reuse its buffers), and hashed, compressed and encrypted by the pool's workers meanwhile.
+ * The set's pages as encoded chunks, in order. Pages are read (or copied, from an iterable source that may
+ * reuse its buffers) into encode buffers, and hashed, compressed and encrypted by the pool's workers
+ * meanwhile (or here, without a pool). Encode buffers are reused (fresh memory costs a page fault per
+ * 4 KiB): at once when the chunk was framed elsewhere, else when the caller puts them back in `spares`.
  */
-function encodeChunks(pool: CodecPool, pages: Iterable<readonly [number, Uint8Array]>, pageSize: number, c: CompressionSpec, key: Buffer | undefined): AsyncGenerator<EncodedChunk> {
+function encodeChunks(pool: CodecPool | null, c: SetContent, key: Buffer | undefined, spares: SharedArrayBuffer[]): AsyncGenerator<EncodedChunk> {
+  const pageSize = c.pageSize;
+  const encode = (sab: SharedArrayBuffer, count: number): Promise<EncodeResult> | EncodeResult => {
+    if (pool) return pool.encode(sab, count, pageSize, c.compression.algorithm, c.compression.level, key);
+    const r = encodeChunkBuffer(Buffer.from(sab), count, pageSize, c.compression, key);
+    return { framed: r.framed, hashes: r.hashes, inPlace: r.inPlace };
+  };
+  const submit = (sab: SharedArrayBuffer, count: number, firstPgno: number, lastPgno: number) => async (): Promise<EncodedChunk> => {
+    const r = await encode(sab, count);
+    if (!r.inPlace) spares.push(sab);
+    return { framed: r.framed, hashes: r.hashes, count, firstPgno, lastPgno, buffer: r.inPlace ? sab : null };
+  };
+  const fresh = (): Buffer => Buffer.from(spares.pop() ?? new SharedArrayBuffer(encodeBufferBytes(pageSize)));
   function* tasks(): Generator<() => Promise<EncodedChunk>> {
-    let buf = Buffer.allocUnsafeSlow(MAX_CHUNK_PAGES * (4 + pageSize));
+    if (c.readPages) {
+      for (let first = 1; first <= c.pageCount; first += MAX_CHUNK_PAGES) {
+        const n = Math.min(MAX_CHUNK_PAGES, c.pageCount - first + 1);
+        const buf = fresh();
+        c.readPages(first, n, buf.subarray(ENCODE_IMAGES_AT, ENCODE_IMAGES_AT + n * pageSize));
+        for (let i = 0; i < n; i++) buf.writeUInt32BE(first + i, ENCODE_PGNOS_AT + i * 4);
+        yield submit(buf.buffer as SharedArrayBuffer, n, first, first + n - 1);
+      }
+      return;
+    }
+    let buf = fresh();
     let n = 0;
     let first = 0;
     let last = 0;
-    const submit = (b: Buffer, count: number, firstPgno: number, lastPgno: number) => async (): Promise<EncodedChunk> => ({
-      ...(await pool.encode(b.buffer as ArrayBuffer, count, pageSize, c.algorithm, c.level, key)),
-      count,
-      firstPgno,
-      lastPgno,
-    });
-    for (const [pgno, page] of pages) {
+    for (const [pgno, page] of c.pages) {
       if (n === 0) first = pgno;
-      buf.writeUInt32BE(pgno, n * 4);
-      buf.set(page, MAX_CHUNK_PAGES * 4 + n * pageSize);
+      buf.writeUInt32BE(pgno, ENCODE_PGNOS_AT + n * 4);
+      buf.set(page, ENCODE_IMAGES_AT + n * pageSize);
       last = pgno;
       if (++n === MAX_CHUNK_PAGES) {
-        yield submit(buf, n, first, last);
-        buf = Buffer.allocUnsafeSlow(MAX_CHUNK_PAGES * (4 + pageSize));
+        yield submit(buf.buffer as SharedArrayBuffer, n, first, last);
+        buf = fresh();
         n = 0;
       }
     }
-    if (n > 0) yield submit(buf, n, first, last);
+    if (n > 0) yield submit(buf.buffer as SharedArrayBuffer, n, first, last);
   }
-  return ordered(tasks(), pool.depth);
+  return ordered(tasks(), pool ? pool.depth : 1);
+}
+
+/** A piece's SHA-256 taken here, for a set encoded without workers. */
+function inlineHasher(): PieceHasher {
+  const h = createHash('sha256');
+  return {
+    update: (bytes, start, length) => {
+      h.update(new Uint8Array(bytes, start, length));
+      return Promise.resolve();
+    },
+    digest: () => Promise.resolve(h.digest('hex')),
+  };
+}
+
+/** A copy in shared memory, for a PieceHasher. */
+function shared(b: Buffer): Buffer {
+  const out = Buffer.from(new SharedArrayBuffer(b.length));
+  b.copy(out);
+  return out;
 }
 
 /**
@@ -161,34 +212,46 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
   const hashes: Buffer[] = [];
   let total = 0;
   let bytesRead = 0;
-  const pool = CodecPool.start();
-  const chunks = encodeChunks(pool, c.pages, c.pageSize, c.compression, enc?.key);
+  const pool = c.pageCount * c.pageSize > INLINE_MAX_BYTES ? CodecPool.start() : null;
+  const spares: SharedArrayBuffer[] = [];
+  const chunks = encodeChunks(pool, c, enc?.key, spares);
+  // A local put() has written a body's buffer when it asks for the next one (LocalStorage), so an encode
+  // buffer holding an uncompressed chunk can be reused then; other storage may keep buffers longer.
+  const reuseWritten = repo.storage instanceof LocalStorage;
   try {
     let next = await chunks.next();
     while (!next.done) {
       const pname = `piece-${String(pieces.length).padStart(5, '0')}`;
-      const sha = createHash('sha256');
+      // The piece's SHA-256, taken in order by one worker while the next chunks are encoded.
+      const sha = pool ? pool.hasher() : inlineHasher();
+      const hashing: Array<Promise<void>> = [];
       const first = next.value.firstPgno;
       let last = first;
       let bytes = 0;
       let pages = 0;
-      const header = pieceHeader(c.compression, enc !== null);
+      const header = shared(pieceHeader(c.compression, enc !== null));
+      const hash = (b: Buffer): Promise<void> => {
+        const p = sha.update(b.buffer as SharedArrayBuffer, b.byteOffset, b.length);
+        p.catch(() => undefined); // seen by digest()
+        hashing.push(p);
+        return p;
+      };
       async function* body(): AsyncGenerator<Uint8Array> {
-        sha.update(header);
+        hash(header);
         bytes += header.length;
         yield header;
         for (;;) {
           const e = (next as IteratorYieldResult<EncodedChunk>).value;
-          const head = chunkHeader(e.bytes.length, e.crc, e.count);
-          sha.update(head).update(e.bytes);
-          bytes += head.length + e.bytes.length;
+          const hashed = hash(e.framed);
+          bytes += e.framed.length;
           pages += e.count;
           last = e.lastPgno;
           total += e.count;
           bytesRead += e.count * c.pageSize;
           hashes.push(e.hashes);
-          yield head;
-          yield e.bytes;
+          yield e.framed;
+          const buffer = e.buffer;
+          if (buffer && reuseWritten) void hashed.then(() => spares.push(buffer), () => undefined);
           c.onProgress?.({ pages: total, total: c.pageCount, bytes: bytesRead });
           // In a primary's process, capture goes on between chunks.
           await tick();
@@ -197,7 +260,8 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
         }
       }
       await repo.storage.put(`${prefix}/${pname}`, body());
-      pieces.push({ name: pname, bytes, sha256: sha.digest('hex'), pages, firstPgno: first, lastPgno: last });
+      for (const p of hashing) await p;
+      pieces.push({ name: pname, bytes, sha256: await sha.digest(), pages, firstPgno: first, lastPgno: last });
     }
     await repo.storage.put(`${prefix}/page-hashes`, Buffer.concat(hashes));
   } catch (e) {
@@ -206,7 +270,7 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
     throw e;
   } finally {
     await chunks.return(undefined);
-    await pool.close();
+    await pool?.close();
   }
   const hashBody = Buffer.concat(hashes);
   const manifest: BackupManifest = {
