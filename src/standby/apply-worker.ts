@@ -18,8 +18,6 @@
  * it; (2) one batch at a time, each one atomic behind its rollback journal (applier.ts); (3) a stop between
  * batches leaves no hot journal. The database and its raw fd belong to this thread alone.
  */
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { RedoshipError } from '../error/index.js';
 import { Archive, ArchiveRecordReader, type Lsn, type RedoRecord } from '../redo/index.js';
@@ -230,26 +228,9 @@ export class ApplyLoop {
   }
 }
 
-/** Nice value of the apply thread: on a busy machine, receiving (and a primary beside it) get the CPU first. */
-const APPLY_NICE = 10;
-
-/**
- * Lowers this thread's CPU priority (Linux: a thread has its own nice value, and /proc/thread-self names it).
- * Best effort: elsewhere, or when not permitted, the thread keeps the process's priority.
- */
-function lowerThreadPriority(): void {
-  try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isSafeInteger(tid) && tid > 0 && tid !== process.pid) setPriority(tid, APPLY_NICE);
-  } catch {
-    /* not Linux, or not permitted */
-  }
-}
-
 /** The worker's entry: one ApplyLoop driven by the parent's messages. */
 if (!isMainThread && parentPort && (workerData as { kind?: string } | null)?.kind === 'redoship-apply') {
   const port = parentPort;
-  lowerThreadPriority();
   const loop = new ApplyLoop((workerData as { options: ApplyLoopOptions }).options, (m) => port.postMessage(m));
   port.on('message', (m: ToApplyLoop) => loop.onMessage(m));
   loop.open();
