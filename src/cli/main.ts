@@ -106,7 +106,7 @@ export function buildProgram(): Command {
     .option('--listen <host:port>', 'without a running standby daemon: serve redo on this address as the primary')
     .option('--token-file <file>', 'the shared secret (with --listen)')
     .option('--metrics <host:port>', 'serve Prometheus metrics (when running as the primary here)')
-    .option('--timeout <seconds>', 'how long to wait for a running standby daemon to promote (default 120)')
+    .option('--timeout <seconds>', 'how long to wait for a running standby daemon to promote (default and most: 120)')
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'print only warnings and errors')
     .addHelpText('after', example('npx redoship promote --archive ./dr-arch\nnpx redoship promote --archive ./dr-arch --until-time 2026-11-22T09:59:00Z --json'))

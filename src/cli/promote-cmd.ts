@@ -26,6 +26,8 @@ import { pageImagesReply } from './repair-cmd.js';
 
 const REQUEST_FILE = 'promote.request.json';
 const RESULT_FILE = 'promote.result.json';
+/** How long a promote request stays valid; `redoship promote` waits at most this long by default. */
+const REQUEST_TTL_MS = 120_000;
 
 export interface PromoteRequest {
   readonly id: string;
@@ -83,13 +85,15 @@ export async function promoteCommand(f: PromoteFlags): Promise<void> {
   if (f.untilLsn && f.untilTime) throw new RedoshipError('USAGE', 'give --until-lsn or --until-time, not both', 'example: redoship promote --archive ./dr-arch --until-lsn 1234');
   const untilLsn = f.untilLsn ? parseLsn(f.untilLsn, '--until-lsn') : null;
   const untilTime = f.untilTime ? parseTime(f.untilTime, '--until-time') : null;
+  if (f.timeout !== undefined && !(Number(f.timeout) > 0))
+    throw new RedoshipError('USAGE', `--timeout ${f.timeout}: not a number of seconds`, 'example: --timeout 60');
   const a = Archive.open(f.archive);
   const t0 = Date.now();
   const daemon = runningStandby(a.dir);
   if (daemon) {
     const req: PromoteRequest = { id: randomBytes(8).toString('hex'), untilLsn: untilLsn === null ? null : String(untilLsn), untilTime: untilTime?.toISOString() ?? null, requestedAt: t0, by: 'redoship promote' };
     writeJson(join(a.dir, REQUEST_FILE), req);
-    const deadline = t0 + (f.timeout ? Number(f.timeout) * 1000 : 120_000);
+    const deadline = t0 + Math.min(REQUEST_TTL_MS, f.timeout ? Number(f.timeout) * 1000 : REQUEST_TTL_MS);
     for (;;) {
       await new Promise((r) => setTimeout(r, 25));
       const res = readJson<PromoteReport>(join(a.dir, RESULT_FILE));
@@ -190,7 +194,8 @@ export function watchPromoteRequests(handle: StandbyHandle, dir: string, delayMs
     // The redo server of a standby that is being seeded starts later: hook it up as soon as it exists.
     if (handle.server && !handle.server.controlHandler) handle.server.controlHandler = handler;
     const req = readJson<PromoteRequest>(join(dir, REQUEST_FILE));
-    if (req && readJson<PromoteReport>(join(dir, RESULT_FILE))?.id !== req.id) take(req);
+    // A request left by a promote that gave up (this daemon was down) must not fire days later.
+    if (req && Date.now() - req.requestedAt < REQUEST_TTL_MS && readJson<PromoteReport>(join(dir, RESULT_FILE))?.id !== req.id) take(req);
   };
   const timer = setInterval(watch, 20);
   watch();
