@@ -7,7 +7,7 @@
  * page that later comes back can only hold what a later record wrote.
  */
 import Database from 'better-sqlite3';
-import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { RedoshipError, ioError } from '../error/index.js';
 import { Archive } from './archive.js';
@@ -181,12 +181,16 @@ export function applyRecords(
   let records = 0;
   let pagesWritten = 0;
   let last: { lsn: Lsn; commitTimeUs: bigint } | null = null;
+  const batch = new PageBatch(fd, pageSize);
   for (const rec of archive.records(from, to)) {
     for (const [pgno, page] of rec.pages) {
-      writeSync(fd, page, 0, pageSize, (pgno - 1) * pageSize);
+      batch.put(pgno, page);
       pagesWritten++;
     }
-    if (rec.sizePages < sizePages || rec.kind === 'base') ftruncateSync(fd, rec.sizePages * pageSize);
+    if (rec.sizePages < sizePages || rec.kind === 'base') {
+      batch.flush();
+      ftruncateSync(fd, rec.sizePages * pageSize);
+    }
     sizePages = rec.sizePages;
     records++;
     last = { lsn: rec.lsn, commitTimeUs: rec.commitTimeUs };
@@ -198,6 +202,59 @@ export function applyRecords(
       `the archive ends at LSN ${last?.lsn ?? from - 1n}, before the target LSN ${to}`,
       `its last segment may be torn; restore with --until-lsn ${last?.lsn ?? from - 1n}`,
     );
+  batch.flush();
   ftruncateSync(fd, sizePages * pageSize);
   return { lastLsn: last.lsn, commitTimeUs: last.commitTimeUs, sizePages, records };
+}
+
+/**
+ * Page writes held back and written together: the latest image of each page since the last flush (copied
+ * into an arena of its own, so callers may reuse their buffers), then written in ascending order, runs of
+ * consecutive pages with one call. Redo rewrites the same pages over and over (and a base is every page
+ * once): one write per page each time cost most of a restore's time. Writes of different pages commute and
+ * only the last image of a page counts, so the file ends as if each page had been written in turn; callers
+ * flush before anything else touches the file (a truncation).
+ */
+class PageBatch {
+  private static readonly CAPACITY_PAGES = 4096;
+  private static readonly RUN_PAGES = 256;
+  private readonly arena: Buffer;
+  private readonly slots = new Map<number, number>();
+
+  constructor(
+    private readonly fd: number,
+    private readonly pageSize: number,
+  ) {
+    this.arena = Buffer.allocUnsafe(PageBatch.CAPACITY_PAGES * pageSize);
+  }
+
+  put(pgno: number, image: Uint8Array): void {
+    let slot = this.slots.get(pgno);
+    if (slot === undefined) {
+      if (this.slots.size === PageBatch.CAPACITY_PAGES) this.flush();
+      slot = this.slots.size;
+      this.slots.set(pgno, slot);
+    }
+    this.arena.set(image.subarray(0, this.pageSize), slot * this.pageSize);
+  }
+
+  flush(): void {
+    const ps = this.pageSize;
+    const pgnos = [...this.slots.keys()].sort((a, b) => a - b);
+    for (let i = 0; i < pgnos.length; ) {
+      let n = 1;
+      while (n < PageBatch.RUN_PAGES && i + n < pgnos.length && pgnos[i + n] === pgnos[i]! + n) n++;
+      const views = pgnos.slice(i, i + n).map((p) => this.arena.subarray(this.slots.get(p)! * ps, (this.slots.get(p)! + 1) * ps));
+      const position = (pgnos[i]! - 1) * ps;
+      // A short writev is finished page by page (writing a page twice is harmless).
+      if (writevSync(this.fd, views, position) !== n * ps) views.forEach((v, k) => writeFully(this.fd, v, position + k * ps));
+      i += n;
+    }
+    this.slots.clear();
+  }
+}
+
+function writeFully(fd: number, buf: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done, position + done);
 }
