@@ -187,6 +187,7 @@ export class Capturer {
   }
 
   private writeBase(note: string): void {
+    this.live.ensureWalHeader(this.opts.snapshotLockTimeoutMs);
     const snap = takeSnapshot(this.live, this.opts.snapshotLockTimeoutMs);
     this.archiveBase(snap, note, false);
     this.afterSnapshot(snap);
@@ -214,6 +215,7 @@ export class Capturer {
    * archive's last LSN (a base when most pages differ). Never guesses which transactions happened between.
    */
   resync(reason: string): void {
+    this.live.ensureWalHeader(this.opts.snapshotLockTimeoutMs);
     const snap = takeSnapshot(this.live, this.opts.snapshotLockTimeoutMs);
     const archived = archivedPageHashes(this.archive.archive, this.archive.lastLsn, pageHash);
     const differ: number[] = [];

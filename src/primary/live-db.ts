@@ -307,6 +307,27 @@ export class LiveDatabase {
   }
 
   /**
+   * Makes sure the WAL has a header, by committing a transaction that rewrites page 1 unchanged (SQLite bumps
+   * its change counter) when it has none: a fresh database, or one whose WAL the application's last close
+   * deleted. A base or resync taken next then names a WAL position (salts, frame, checksum), and a restart
+   * of an idle database proves continuity from it instead of recording a break each time. Best effort: an
+   * application holding the write lock (or an exclusive locking mode) just leaves things as they were.
+   */
+  ensureWalHeader(timeoutMs: number): void {
+    if (this.readWalHeader()) return;
+    const c = this.conns[1 - this.reader]!;
+    c.pragma(`busy_timeout = ${Math.max(0, Math.round(timeoutMs))}`);
+    try {
+      const v = c.pragma('user_version', { simple: true }) as number;
+      c.pragma(`user_version = ${v}`);
+    } catch (e) {
+      if (!(e as { code?: string }).code?.startsWith('SQLITE_BUSY')) throw e;
+    } finally {
+      c.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
+    }
+  }
+
+  /**
    * Demotion (switchover): with the write lock held and everything captured, turns the file back into a
    * rollback-journal database, so that it can be kept as a standby. SQLite changes the journal mode only for
    * a connection that is alone on the file, so this waits, holding the write lock between attempts, until the

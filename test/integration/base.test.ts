@@ -6,7 +6,7 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { archiveList, compareWithPrimary, run, startPrimary, stopGracefully, tempDir } from '../helpers/index.js';
+import { archiveList, compareWithPrimary, makeDb, run, startPrimary, stopGracefully, tempDir } from '../helpers/index.js';
 
 async function restoreEquals(db: string, arch: string, out: string): Promise<void> {
   const r = await run(['restore', '--archive', arch, '--to', out]);
@@ -64,5 +64,22 @@ describe('large bases and resyncs', () => {
     expect(breaks.length).toBe(2);
     expect(breaks[1]!.note).toMatch(/full base/);
     await restoreEquals(db, arch, join(dir, 'r3.db'));
+  });
+});
+
+describe('an idle database', () => {
+  test('restarting the primary on a database nobody writes records no break, however often', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    makeDb(db); // rollback-journal mode: the primary switches it, and its WAL has no header yet
+    for (let i = 0; i < 3; i++) {
+      const primary = await startPrimary(db, arch);
+      expect(primary.stderr).toMatch(i === 0 ? /start: base/ : /start: continued/);
+      expect(await stopGracefully(primary)).toBe(0);
+    }
+    const list = await archiveList(arch);
+    expect(list.segments.flatMap((s) => s.breaks)).toEqual([]);
+    await restoreEquals(db, arch, join(dir, 'r.db'));
   });
 });
