@@ -196,9 +196,10 @@ describe('retention: report obsolete / delete obsolete', () => {
     expect([r.obsolete, r.redo.obsolete, r.deleted]).toEqual([[], [], []]);
 
     // delete --redundancy 1: b's chain, dependants first (b2's parent is b1, b1's is b0).
+    // Listed before the deletion removes them: all of the repository's redo at or before c0, the oldest kept level 0.
+    const obsoleteRedo1 = repoSegments(repo).filter((g) => g.lastLsn <= BigInt(c0.endLsn)).map((g) => g.name);
     const human2 = await run(['delete', 'obsolete', '--repo', repo, '--redundancy', '1']);
     expect(human2.code, human2.stderr).toBe(0);
-    const obsoleteRedo1 = repoSegments(repo).filter((g) => g.lastLsn <= BigInt(c0.endLsn)).map((g) => g.name);
     expect(human2.stderr).toBe([b2.name, b1.name, b0.name, ...obsoleteRedo1].map((n) => `deleted ${n}\n`).join(''));
     expect(human2.stdout).toMatch(new RegExp(`deleted 3 backup set\\(s\\) and ${obsoleteRedo1.length} redo segment\\(s\\), `));
     expect(await listNames(repo)).toEqual([c0.name, c1.name]);
