@@ -149,7 +149,7 @@ export class Capturer {
     } finally {
       if (locked) this.live.releaseWriteLock();
     }
-    this.resync('the WAL no longer holds the last archived commit (restarted, checkpointed away, or rewritten while redoship was not running)');
+    this.resync(`the WAL no longer holds the last archived commit: ${this.unproven || 'its frame differs'}`);
     this.stats.start = 'resync';
   }
 
@@ -160,23 +160,29 @@ export class Capturer {
     return p && idx ? { position: p, mxFrame: idx.mxFrame } : null;
   }
 
+  /** Why the last proveAt() failed, for the resync's note. */
+  private unproven = '';
+
   private proveAt(): CapturePosition | null {
     const w = this.archive.tail?.wal;
-    if (!w) return null;
+    const fail = (why: string) => ((this.unproven = why), null);
+    if (!w) return fail('the last archived record names no WAL position');
     const idx = this.live.readWalIndex();
     const hdr = this.live.readWalHeader();
-    if (!idx || !hdr || hdr.salt1 !== w.salt1 || hdr.salt2 !== w.salt2) return null;
-    if (idx.salt1 !== w.salt1 || idx.salt2 !== w.salt2 || idx.mxFrame < w.commitFrame) return null;
+    if (!idx || !hdr) return fail(!hdr ? 'the WAL has no header' : 'the wal-index is not readable');
+    if (hdr.salt1 !== w.salt1 || hdr.salt2 !== w.salt2 || idx.salt1 !== w.salt1 || idx.salt2 !== w.salt2)
+      return fail(`the WAL was restarted (salts ${hdr.salt1 >>> 0}/${hdr.salt2 >>> 0}, archived ${w.salt1 >>> 0}/${w.salt2 >>> 0}; wal-index mxFrame ${idx.mxFrame}, backfilled ${idx.nBackfill})`);
+    if (idx.mxFrame < w.commitFrame) return fail(`the WAL holds ${idx.mxFrame} frames, the archive's last commit is frame ${w.commitFrame}`);
     if (w.commitFrame === 0) {
       // The archive ended at a snapshot of an empty generation: continuity holds iff it is still this one
       // and the header checksum matches.
-      if (hdr.checksum.s0 !== w.s0 || hdr.checksum.s1 !== w.s1) return null;
+      if (hdr.checksum.s0 !== w.s0 || hdr.checksum.s1 !== w.s1) return fail('the WAL header checksum differs from the archived one');
       return { salt1: w.salt1, salt2: w.salt2, frame: 0, checksum: hdr.checksum };
     }
     const f = this.live.readFrames(hdr.pageSize, w.commitFrame, w.commitFrame);
-    if (f.length < WAL_FRAME_HEADER_BYTES) return null;
-    if (f.readUInt32BE(4) === 0 || f.readUInt32BE(8) !== w.salt1 || f.readUInt32BE(12) !== w.salt2) return null;
-    if (f.readUInt32BE(16) !== w.s0 || f.readUInt32BE(20) !== w.s1) return null;
+    if (f.length < WAL_FRAME_HEADER_BYTES) return fail(`frame ${w.commitFrame} could not be read`);
+    if (f.readUInt32BE(4) === 0 || f.readUInt32BE(8) !== w.salt1 || f.readUInt32BE(12) !== w.salt2) return fail(`frame ${w.commitFrame} is not the archived commit frame`);
+    if (f.readUInt32BE(16) !== w.s0 || f.readUInt32BE(20) !== w.s1) return fail(`frame ${w.commitFrame} has another checksum than archived`);
     return { salt1: w.salt1, salt2: w.salt2, frame: w.commitFrame, checksum: { s0: w.s0, s1: w.s1 } };
   }
 

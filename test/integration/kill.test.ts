@@ -78,7 +78,9 @@ describe('crash paths', () => {
     // checkpoint cycle, before the next commit, legitimately ends in a resync: the stress test covers that.)
     const flags = ['--checkpoint-frames', '5000'];
     let primary = await startPrimary(db, arch, flags);
-    const writer = startWorkload(db, { seed: 7, mix: 'small', rate: 30, 'duration-ms': 3500 }); // ~5 frames a commit: ~525 in all
+    // The writer runs until it is told to stop, after the kills: one that finished while the shipper was dead
+    // would close the last connection, and SQLite would checkpoint and delete the WAL (a legitimate break).
+    const writer = startWorkload(db, { seed: 7, mix: 'small', rate: 20, 'duration-ms': 60_000 }); // ~5 frames a commit, < 1000 in all
     for (let i = 0; i < 2; i++) {
       await sleep(1000);
       await kill9(primary);
@@ -86,6 +88,8 @@ describe('crash paths', () => {
       primary = await startPrimary(db, arch, flags);
       expect(primary.stderr, primary.stderr).toMatch(/start: continued/);
     }
+    await sleep(500);
+    writer.child.kill('SIGTERM');
     const { commits } = await writer.result();
     expect(await stopGracefully(primary)).toBe(0);
     const list = await archiveList(arch);
