@@ -30,6 +30,7 @@ const rate = setting('rate', 'BENCH_RATE', '200');
 
 interface DrillJson {
   readonly passed: boolean;
+  readonly checks: ReadonlyArray<{ check: string; where: string; passed: boolean; detail: string }>;
   readonly figures: {
     readonly workload: { readonly outages: ReadonlyArray<{ ms: number | null; during: string }> } | null;
     readonly rpo: { readonly lost: number } | null;
@@ -50,7 +51,10 @@ function drill(scenario: string): DrillJson {
     timeout: 10 * 60_000,
   });
   if (r.status !== 0 && r.status !== 4) throw new Error(`drill ${scenario} exited ${r.status}: ${r.stderr.slice(-2000)}`);
-  return JSON.parse(r.stdout) as DrillJson;
+  const d = JSON.parse(r.stdout) as DrillJson;
+  // A failed check is printed with what it found, so that a FAIL in the tables below explains itself.
+  for (const c of d.checks) if (!c.passed) process.stdout.write(`  ${scenario}: check ${c.check} (${c.where}) FAILED: ${c.detail}\n`);
+  return d;
 }
 
 const median = (xs: number[]) => {
