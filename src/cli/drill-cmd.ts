@@ -5,7 +5,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ERROR_CODES, RedoshipError } from '../error/index.js';
 import { formatJson, formatMarkdown, formatText, loadScenario, runDrill } from '../drill/index.js';
 
@@ -24,6 +26,16 @@ export interface DrillFlags {
   check?: boolean;
 }
 
+/**
+ * `scenarios/x.yaml` names the shipped scenario when no such file is here: a user who runs `npx redoship drill
+ * scenarios/switchover.yaml` outside a checkout gets the one that comes with redoship.
+ */
+function shippedFallback(file: string): string {
+  if (existsSync(file) || isAbsolute(file)) return file;
+  const shipped = join(fileURLToPath(new URL('../../../', import.meta.url)), file);
+  return existsSync(shipped) ? shipped : file;
+}
+
 export async function drillCommand(file: string, f: DrillFlags): Promise<void> {
   const set: Record<string, string> = {};
   for (const s of f.set) {
@@ -33,6 +45,7 @@ export async function drillCommand(file: string, f: DrillFlags): Promise<void> {
   }
   const scale = f.scale === undefined ? 1 : Number(f.scale);
   if (!Number.isFinite(scale) || scale <= 0) throw new RedoshipError('USAGE', `--scale ${f.scale}: not a positive number`, 'write it like --scale 10 (every wait step 10 times as long)');
+  file = shippedFallback(file);
   const scenario = loadScenario(file, { short: !!f.short, set });
   if (f.check) {
     process.stdout.write(`${file}: valid (${scenario.nodes.length} nodes, ${scenario.steps.length} steps, ${scenario.checks.length} checks)\n`);
