@@ -55,6 +55,8 @@ export interface PrimaryStatus {
   readonly sqliteVersion: string;
   readonly listen: string | null;
   readonly standbys: StandbyInfo[];
+  /** The archive's current incarnation (1 until a promotion). */
+  readonly incarnation: number;
 }
 
 export const STATUS_FILE = 'primary.status.json';
@@ -245,6 +247,7 @@ async function run(
     sqliteVersion,
     listen: server ? `${server.address.host}:${server.address.port}` : null,
     standbys: server?.standbys() ?? [],
+    incarnation: currentIncarnation(writer.history).incarnation,
   });
   const metrics = o.metrics ? await startMetricsServer(o.metrics.host, o.metrics.port, () => primaryMetrics(status())) : null;
   const writeStatus = () => {
@@ -429,6 +432,7 @@ function primaryMetrics(s: PrimaryStatus): Metric[] {
   });
   return [
     g('redoship_primary_last_lsn', 'Last LSN durable in the primary archive', Number(s.lastLsn)),
+    g('redoship_incarnation', 'The incarnation this primary serves (one more at each promotion)', s.incarnation),
     g('redoship_primary_wal_bytes', 'Size of the live -wal file', s.walBytes),
     g('redoship_primary_wal_frames', 'Frames published in the live WAL (mxFrame)', s.stats.lastMxFrame),
     g('redoship_primary_capture_lag_frames', 'Published WAL frames not yet archived', Math.max(0, s.stats.lastMxFrame - s.stats.capturedFrame)),

@@ -184,6 +184,7 @@ describe('cascade, archive-only DR, metrics', () => {
 
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     expect(metrics).toMatch(new RegExp(`^redoship_primary_last_lsn ${last}$`, 'm'));
+    expect(metrics).toMatch(/^redoship_incarnation 1$/m);
     expect(metrics).toMatch(/^# TYPE redoship_standby_lag_records gauge$/m);
     expect(metrics).toMatch(new RegExp(`^redoship_standby_durable_lsn\\{standby="[^"]+",remote="[^"]+"\\} ${last}$`, 'm'));
 
