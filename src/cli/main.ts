@@ -116,6 +116,7 @@ export function buildProgram(): Command {
     .command('switchover')
     .description('planned role swap without loss: the standby at --to becomes the primary, the primary its standby')
     .option('--to <url>', "the standby to promote: its --listen address, ws://HOST:PORT")
+    .option('--primary <url>', "the primary's redo address as this machine reaches it (default: the target's --from)")
     .option('--token-file <file>', 'the shared secret of the primary and standbys')
     .option('--tls-ca <file>', 'trust this CA for wss:// certificates')
     .option('--timeout <duration>', 'give up (and let the primary accept writes again) after this long (default 30s)')

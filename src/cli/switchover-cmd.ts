@@ -28,6 +28,7 @@ import { parseDuration } from './units.js';
 
 export interface SwitchoverFlags {
   to?: string;
+  primary?: string;
   tokenFile?: string;
   tlsCa?: string;
   timeout?: string;
@@ -103,6 +104,8 @@ async function rewind(handle: PrimaryHandle, args: Obj, partial: (body: unknown)
 export async function switchoverCommand(f: SwitchoverFlags): Promise<void> {
   if (!f.to || !/^wss?:\/\//.test(f.to))
     throw new RedoshipError('USAGE', 'switchover needs --to ws://STANDBY:PORT (the --listen address of the standby to promote)', 'example: redoship switchover --to ws://standby:7401 --token-file secret');
+  if (f.primary !== undefined && !/^wss?:\/\//.test(f.primary))
+    throw new RedoshipError('USAGE', `--primary ${f.primary}: not a ws:// or wss:// URL`, 'write it like --primary ws://primary-host:7400');
   const secret = readSecret(f.tokenFile, 'switchover');
   const ca = readTlsFile(f.tlsCa, '--tls-ca');
   const tls: TlsClientOptions | undefined = ca ? { ca } : undefined;
@@ -121,7 +124,8 @@ export async function switchoverCommand(f: SwitchoverFlags): Promise<void> {
       `${f.to} applies with a delay of ${Math.round(Number(target.delayMs) / 1000)} s and has applied LSN ${String(target.appliedLsn)} of ${String(target.receivedLsn)} received: a delayed standby cannot become the primary without first catching up`,
       'restart that standby with --delay 0, wait until `redoship status` shows no apply lag, then switch over (or pick a standby without a delay)',
     );
-  const primaryUrl = String(target.from);
+  // The target's upstream, as the target reaches it; --primary when this machine reaches it by another name.
+  const primaryUrl = f.primary ?? String(target.from);
   const primary = await ask(primaryUrl, 'describe');
   if (primary.role !== 'primary') throw new RedoshipError('ROLE', `${primaryUrl}, the upstream of ${f.to}, is a ${String(primary.role)}, not the primary`, 'switch over from a standby that streams directly from the primary');
   say(`switching over: ${primaryUrl} (primary, LSN ${String(primary.lastLsn)}) -> ${f.to} (standby, received LSN ${String(target.receivedLsn)})`);
@@ -169,7 +173,10 @@ export async function switchoverCommand(f: SwitchoverFlags): Promise<void> {
   say(`${f.to} is the primary (${Math.round(outageMs)} ms after the freeze); ${primaryUrl} was demoted`);
   const history = promoted.history as Array<{ incarnation: number; forkLsn: string }>;
   const inc = history[history.length - 1]!;
-  const out = { from: primaryUrl, to: f.to, lsn: String(lsn), incarnation: inc.incarnation, forkLsn: inc.forkLsn, outageMs: Math.round(outageMs * 10) / 10, lost: 0 };
+  // Lossless iff the new line forked exactly at the frozen primary's last LSN: checked, not assumed.
+  if (BigInt(inc.forkLsn) !== lsn)
+    throw new RedoshipError('ROLE', `${f.to} forked incarnation ${inc.incarnation} after LSN ${inc.forkLsn}, not at the frozen primary's last LSN ${lsn}`, 'compare both databases before writing; this is a bug: please report it with both logs');
+  const out = { from: primaryUrl, to: f.to, lsn: String(lsn), incarnation: inc.incarnation, forkLsn: inc.forkLsn, outageMs: Math.round(outageMs * 10) / 10 };
   if (f.json) process.stdout.write(JSON.stringify(out, null, 2) + '\n');
   else
     process.stdout.write(
