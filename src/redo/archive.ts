@@ -264,14 +264,18 @@ export class Archive {
     }
   }
 
-  /** The LSN of the latest base at or before lsn, or null. Reads only record headers. */
+  /**
+   * The LSN of the latest base at or before lsn, or null. Searches from the newest segment back and stops at
+   * the first that holds one, so a standby asking for a seed does not make the server read the whole archive.
+   */
   latestBaseAtOrBefore(target: Lsn): Lsn | null {
-    let found: Lsn | null = null;
-    for (const s of this.segments()) {
-      if (s.firstLsn > target) break;
-      for (const part of this.partsOf(s, target)) if (part.kind === 'base' && part.last) found = part.lsn;
+    const segs = this.segments().filter((s) => s.firstLsn <= target);
+    for (let i = segs.length - 1; i >= 0; i--) {
+      let found: Lsn | null = null;
+      for (const part of this.partsOf(segs[i]!, target)) if (part.kind === 'base' && part.last) found = part.lsn;
+      if (found !== null) return found;
     }
-    return found;
+    return null;
   }
 
   /** The commit time of the record at lsn, or null when the archive does not hold it whole. */

@@ -146,3 +146,20 @@ describe('forks of an archive on disk', () => {
     expect(b.verify().problems).toEqual([]);
   });
 });
+
+describe('archive lookups', () => {
+  test('latestBaseAtOrBefore finds the newest base at or before an LSN, from the newest segment back', () => {
+    const dir = fresh();
+    const archive = Archive.create(dir, { databaseId: '0123456789abcdef0123456789abcdef', pageSize: PAGE, databasePath: join(dir, 'app.db') });
+    const w = archive.openWriter({ segmentBytes: 4096, segmentAgeMs: 60_000 });
+    const bases = new Set([1, 17, 18, 40]);
+    for (let l = 1; l <= 60; l++) w.append([rec(l, bases.has(l) ? 'base' : 'txn')]);
+    w.close({ seal: true });
+    expect(archive.segments().length).toBeGreaterThan(5);
+    for (let t = 1; t <= 60; t++) {
+      const expected = Math.max(...[...bases].filter((b) => b <= t));
+      expect(archive.latestBaseAtOrBefore(BigInt(t) as Lsn), `at ${t}`).toBe(BigInt(expected));
+    }
+    expect(archive.latestBaseAtOrBefore(1000n as Lsn)).toBe(40n);
+  });
+});
