@@ -178,7 +178,7 @@ export function watchPromoteRequests(handle: StandbyHandle, dir: string, delayMs
   const handler: ControlHandler = async (op, args) => {
       const st = handle.status();
       if (op === 'describe')
-        return { role: 'standby', from: st.from, receivedLsn: st.receivedLsn, appliedLsn: st.appliedLsn, delayMs, paused: st.paused, db: st.db, archive: dir, connected: st.connected };
+        return { role: 'standby', databaseId: Archive.exists(dir) ? Archive.open(dir).identity.databaseId : null, from: st.from, receivedLsn: st.receivedLsn, appliedLsn: st.appliedLsn, delayMs, paused: st.paused, db: st.db, archive: dir, connected: st.connected };
       if (op === 'promote') {
         if (!st.db) throw new RedoshipError('ROLE', `the standby at ${dir} keeps no database (archive only)`, 'switch over to a standby that applies to a database');
         const lsn = typeof args.untilLsn === 'string' ? args.untilLsn : null;

@@ -45,6 +45,8 @@ export async function reinstateCommand(f: ReinstateFlags): Promise<void> {
   const archive = Archive.open(f.archive);
   const desc = (await controlRequest({ url: f.from, secret, ...(tls ? { tls } : {}), op: 'describe' })) as Record<string, unknown>;
   if (desc.role !== 'primary') throw new RedoshipError('ROLE', `${f.from} is a ${String(desc.role)}, not a primary`, 'give --from the URL of the new primary');
+  if (desc.databaseId !== archive.identity.databaseId)
+    throw new RedoshipError('WRONG_DATABASE', `${f.from} serves database ${String(desc.databaseId)}; ${archive.dir} belongs to ${archive.identity.databaseId}`, 'give --from the primary that took over this database');
   const theirs = historyFromJson(desc.history, `the history of ${f.from}`);
 
   const dbLock = acquirePidLock(`${db}-redoship.lock`, `the database ${db}`);

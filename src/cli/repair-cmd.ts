@@ -75,7 +75,7 @@ async function imagesFrom(f: RepairFlags, pgnos: number[], lsn: Lsn, archive: Ar
   const src = f.from!;
   if (/^wss?:\/\//.test(src)) {
     const ca = readTlsFile(f.tlsCa, '--tls-ca');
-    const r = (await controlRequest({ url: src, secret: readSecret(f.tokenFile, 'repair'), ...(ca ? { tls: { ca } } : {}), op: 'page-images', args: { pgnos, lsn: String(lsn) }, timeoutMs: 120_000 })) as {
+    const r = (await controlRequest({ url: src, secret: readSecret(f.tokenFile, 'repair'), ...(ca ? { tls: { ca } } : {}), op: 'page-images', args: { pgnos, lsn: String(lsn), databaseId: archive.identity.databaseId }, timeoutMs: 120_000 })) as {
       pages: Array<[number, string, string]>;
     };
     const m = new Map<number, Buffer>();
@@ -121,6 +121,8 @@ export function pageImagesReply(archiveDir: string, args: Record<string, unknown
   const pgnos = Array.isArray(args.pgnos) ? args.pgnos.filter((p): p is number => Number.isInteger(p) && (p as number) > 0) : [];
   if (pgnos.length === 0 || pgnos.length > 100_000) throw new RedoshipError('USAGE', 'page-images needs pgnos', 'this is a bug in repair');
   const a = Archive.open(archiveDir);
+  if (args.databaseId !== a.identity.databaseId)
+    throw new RedoshipError('WRONG_DATABASE', `this server keeps database ${a.identity.databaseId}, not ${String(args.databaseId)}`, 'repair from a standby or primary of the same database');
   const lsn = BigInt(String(args.lsn)) as Lsn;
   const last = a.tail()?.lsn ?? 0n;
   if (last < lsn) throw new RedoshipError('TARGET_UNREACHABLE', `this archive (${archiveDir}) holds up to LSN ${last}, not yet ${lsn}`, 'wait until it has received it, then repair again');

@@ -46,7 +46,7 @@ export function serveRoleRequests(handle: PrimaryHandle, db: string, archive: st
   if (server)
     server.controlHandler = async (op, args, partial) => {
       if (op === 'describe')
-        return { role: 'primary', lastLsn: String(handle.capturer.lastLsn), db, archive, fenced: server.fencedBy, history: historyToJson(handle.writer.history) };
+        return { role: 'primary', databaseId: handle.archive.identity.databaseId, lastLsn: String(handle.capturer.lastLsn), db, archive, fenced: server.fencedBy, history: historyToJson(handle.writer.history) };
       if (op === 'freeze') {
         const f = handle.freeze(typeof args.autoThawMs === 'number' ? args.autoThawMs : 30_000);
         return { lastLsn: String(f.lastLsn), commitTimeUs: String(f.commitTimeUs) };
@@ -128,6 +128,8 @@ export async function switchoverCommand(f: SwitchoverFlags): Promise<void> {
   const primaryUrl = f.primary ?? String(target.from);
   const primary = await ask(primaryUrl, 'describe');
   if (primary.role !== 'primary') throw new RedoshipError('ROLE', `${primaryUrl}, the upstream of ${f.to}, is a ${String(primary.role)}, not the primary`, 'switch over from a standby that streams directly from the primary');
+  if (primary.databaseId !== target.databaseId)
+    throw new RedoshipError('WRONG_DATABASE', `${primaryUrl} serves database ${String(primary.databaseId)}; ${f.to} keeps ${String(target.databaseId)}`, 'give --primary the primary of the database that standby keeps');
   say(`switching over: ${primaryUrl} (primary, LSN ${String(primary.lastLsn)}) -> ${f.to} (standby, received LSN ${String(target.receivedLsn)})`);
 
   const frozenAt = performance.now();

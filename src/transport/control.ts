@@ -4,7 +4,7 @@
  * ways as for a standby, so only a holder of the secret can move a role, and the answer is known to come
  * from one. One request per connection; the connection closes after the last result.
  */
-import { RedoshipError } from '../error/index.js';
+import { ERROR_CODES, RedoshipError, type ErrorCode } from '../error/index.js';
 import { FIRST_INCARNATION } from '../redo/index.js';
 import { openSocket, type TlsClientOptions } from './client.js';
 import {
@@ -54,7 +54,9 @@ export function controlRequest(r: ControlRequest): Promise<unknown> {
       try {
         if (!isBinary) throw new ProtocolError('text message');
         const m = decodeServerMessage(data as Buffer);
-        if (m.t === 'error') return finish(new RedoshipError(m.code === 'FENCED' || m.code === 'DIVERGED' || m.code === 'ROLE' ? m.code : 'PEER_REFUSED', `${r.url} refused ${r.op}: ${m.message}`, m.hint));
+        // The peer's own error code when it is one of ours (its exit status then says the same as there).
+        if (m.t === 'error')
+          return finish(new RedoshipError(m.code in ERROR_CODES ? (m.code as ErrorCode) : 'PEER_REFUSED', `${r.url} refused ${r.op}: ${m.message}`, m.hint));
         if (!nonce) {
           if (m.t !== 'challenge') throw new ProtocolError(`expected challenge, got ${m.t}`);
           if (m.v !== PROTOCOL_VERSION)

@@ -5,6 +5,7 @@
  * fences itself); reinstate of the diverged old primary copying only the pages that differ.
  */
 import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -22,6 +23,7 @@ import {
   startStandbyProc,
   tempDir,
   tokenFile,
+  treeFingerprint,
   waitForStatus,
   WORKLOAD,
   type Proc,
@@ -335,5 +337,31 @@ describe('promote without a running daemon, and refusals', () => {
     primary.child.kill('SIGTERM');
     standby.child.kill('SIGTERM');
     await Promise.all([primary.exited, standby.exited]);
+  }, 60_000);
+});
+
+describe('role commands against another database', () => {
+  test('reinstate and repair from a primary of another database are refused, and change no file', async () => {
+    const e = await setup();
+    const { a, b } = e;
+    makeDb(b.db);
+    // Two unrelated primaries that happen to share a secret.
+    const pa = await startPrimary(a.db, a.archive, ['--listen', `127.0.0.1:${a.port}`, '--token-file', e.token]);
+    const pb = await startPrimary(b.db, b.archive, ['--listen', `127.0.0.1:${b.port}`, '--token-file', e.token]);
+    const w = start(['--db', a.db, '--rate', '0', '--count', '50'], { script: WORKLOAD });
+    await w.exited;
+    const rp = await run(['repair', '--db', a.db, '--pages', '2', '--from', e.url(b.port), '--token-file', e.token]);
+    expect(rp.code, rp.stderr).toBe(20);
+    expect(rp.stderr).toMatch(/not [0-9a-f]{32}/);
+    pa.child.kill('SIGTERM');
+    await pa.exited;
+    const fp = () => treeFingerprint(a.archive) + createHash('sha256').update(readFileSync(a.db)).digest('hex');
+    const before = fp();
+    const r = await run(['reinstate', '--db', a.db, '--archive', a.archive, '--from', e.url(b.port), '--token-file', e.token, '--no-serve']);
+    expect(r.code, r.stderr).toBe(20);
+    expect(r.stderr).toMatch(/serves database .* belongs to/);
+    pb.child.kill('SIGTERM');
+    await pb.exited;
+    expect(fp(), 'the old primary\'s files are unchanged').toBe(before);
   }, 60_000);
 });
