@@ -57,6 +57,9 @@ export async function reinstateCommand(f: ReinstateFlags): Promise<void> {
     if (rel.relation === 'ahead' || rel.relation === 'diverged')
       throw new RedoshipError('DIVERGED', `${f.from} follows a line of history that ${archive.dir} does not lead to (${rel.relation} after LSN ${rel.forkLsn})`, 'reinstate follows a primary whose line forked from this one; seed a new standby into an empty directory instead');
     const forkLsn = rel.relation === 'behind' ? rel.forkLsn : writer.lastLsn;
+    // First what can be refused (applications still on the file): SQLite checkpoints the WAL into the file
+    // and leaves WAL mode, which changes no page's content; nothing else has been touched yet.
+    toRollbackMode(db);
 
     // 2. Set aside what the new primary's line never had.
     const { setAside } = writer.rewindTo(forkLsn as Lsn, theirs, `discarded by reinstate: the new primary ${f.from} forked after LSN ${forkLsn}`);
@@ -66,8 +69,7 @@ export async function reinstateCommand(f: ReinstateFlags): Promise<void> {
       if (setAside.records.length > 50) say(`  ... and ${setAside.records.length - 50} more (see records.json there)`);
     } else say(`no archived transaction after the fork point (LSN ${forkLsn}) to discard`);
 
-    // 3. Rollback-journal mode, then our page hashes.
-    toRollbackMode(db);
+    // 3. Our page hashes.
     const fd = openSync(db, 'r+');
     let copied = 0;
     let sizePages = 0;
