@@ -2,11 +2,13 @@
  * `redoship reinstate`: makes an old primary that diverged after a failover (or was demoted) a standby of the
  * new primary, copying only the pages that differ rather than the whole file:
  *
- *   1. Ask the new primary for its history; find where our line left its line (the fork point F).
+ *   1. Ask the new primary for its database id and history; find where our line left its line (fork F).
+ *      Switch our file to rollback-journal mode (SQLite checkpoints its WAL; refused while applications
+ *      still have it open, before anything else is touched).
  *   2. Set aside our archived records after F (diverged/, with records.json listing LSN and time), and list
  *      them: these transactions never reached the new primary and are discarded from the database.
- *   3. Switch our file to rollback-journal mode (SQLite checkpoints its WAL) and send the new primary a hash
- *      of every page; it answers with the pages that differ in one consistent snapshot at its LSN N.
+ *   3. Send the new primary a hash of every page; it answers with the pages that differ in one consistent
+ *      snapshot at its LSN N.
  *   4. Write them (and cut or extend the file to N's size), sync, and record the file as this archive's
  *      standby database at N. A crash before that record leaves nothing that a standby would use: run
  *      reinstate again (it compares afresh).
