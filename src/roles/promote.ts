@@ -58,7 +58,6 @@ export function promoteFiles(o: PromoteOptions): PromoteResult {
   const archive = Archive.open(o.archive);
   const writer = archive.openWriter({ segmentBytes: 64 * 1024 * 1024, segmentAgeMs: 60_000 });
   try {
-    writer.dropIncomplete();
     const state = Applier.readState(archive);
     // A standby that has not seeded its database yet (its delay had not passed) names it in its status.
     const named = o.db ?? state?.db ?? statusDb(archive.dir);
@@ -84,6 +83,8 @@ export function promoteFiles(o: PromoteOptions): PromoteResult {
         `${db} has already applied LSN ${applier.appliedLsn}, past the requested point ${target}; applied redo cannot be undone in place`,
         `restore to that point instead (\`redoship restore --archive ${o.archive} --to NEW.db --until-lsn ${target}\`) and start a primary on it`,
       );
+    // Every check that can refuse is done: from here on files change.
+    writer.dropIncomplete();
     let batch: RedoRecord[] = [];
     let bytes = 0;
     for (const rec of archive.records((applier.appliedLsn + 1n) as Lsn, target as Lsn)) {
