@@ -5,10 +5,12 @@
  * workers' work. No page is copied on its way through a worker:
  *
  *   encode  the caller reads pages straight into an encode buffer (shared memory, layout below); a worker
- *           frames the chunk (chunk header + stored bytes): in that same memory for an uncompressed,
- *           unencrypted set, otherwise in new shared memory (and the encode buffer is free again).
+ *           frames the chunk (chunk header + stored bytes) in that same memory: in place for an
+ *           uncompressed, unencrypted set, otherwise in the buffer's output area (zstd compresses straight
+ *           into it: no allocation and no copy per chunk).
  *   decode  a chunk is read into shared memory; a worker checks and decodes it in place and returns the
- *           page hashes, plus the raw bytes when they differ from the stored ones (compressed or encrypted).
+ *           page hashes; raw bytes that differ from the stored ones (compressed or encrypted) are written
+ *           into room the caller gives in that same memory.
  *   hash    a SHA-256 taken over bytes in shared memory, in order, by one worker (a PieceHasher): a piece's
  *           checksum, off the main thread.
  *
@@ -18,17 +20,20 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { RedoshipError, type ErrorCode } from '../error/index.js';
-import { CHUNK_HEADER_BYTES, MAX_CHUNK_PAGES, type Compression } from './piece.js';
+import { CHUNK_HEADER_BYTES, MAX_CHUNK_PAGES, maxStoredBytes, type Compression } from './piece.js';
 
 /*
  * ENCODE BUFFER, one chunk's worth: a chunk header's room, MAX_CHUNK_PAGES page-number slots (u32 BE), then
  * room for MAX_CHUNK_PAGES images. The caller fills count slots and count images from the start of each
  * area; the worker moves the images of a short chunk up behind its page numbers, so that header, page
- * numbers and images are contiguous: the raw bytes of piece.ts's chunk format.
+ * numbers and images are contiguous: the raw bytes of piece.ts's chunk format. Behind the images, an output
+ * area (encodeOutputAt) with room for a chunk header and the most stored bytes a chunk may have.
  */
 export const ENCODE_PGNOS_AT = CHUNK_HEADER_BYTES;
 export const ENCODE_IMAGES_AT = CHUNK_HEADER_BYTES + MAX_CHUNK_PAGES * 4;
-export const encodeBufferBytes = (pageSize: number): number => ENCODE_IMAGES_AT + MAX_CHUNK_PAGES * pageSize;
+/** Where a compressed or encrypted chunk is framed (header + stored bytes), behind the images. */
+export const encodeOutputAt = (pageSize: number): number => ENCODE_IMAGES_AT + MAX_CHUNK_PAGES * pageSize;
+export const encodeBufferBytes = (pageSize: number): number => encodeOutputAt(pageSize) + CHUNK_HEADER_BYTES + maxStoredBytes(pageSize);
 
 export type CodecRequest =
   | { readonly id: number; readonly op: 'encode'; readonly buf: SharedArrayBuffer; readonly count: number; readonly pageSize: number; readonly algorithm: Compression; readonly level: number; readonly key: Uint8Array | null }
@@ -47,13 +52,15 @@ export type CodecRequest =
       readonly pageSize: number;
       readonly algorithm: Compression;
       readonly key: Uint8Array | null;
+      /** Where in `piece` decoded bytes that differ from the stored ones go (count * (4 + pageSize) of room), or -1. */
+      readonly rawAt: number;
     }
   | { readonly id: number; readonly op: 'hash-update'; readonly hasher: number; readonly bytes: SharedArrayBuffer; readonly start: number; readonly length: number }
   | { readonly id: number; readonly op: 'hash-digest'; readonly hasher: number };
 
 export type CodecReply =
   | { readonly id: number; readonly ok: true; readonly op: 'encode'; readonly framed: Uint8Array; readonly hashes: Uint8Array; readonly inPlace: boolean }
-  | { readonly id: number; readonly ok: true; readonly op: 'decode'; readonly raw: Uint8Array | null; readonly hashes: Uint8Array }
+  | { readonly id: number; readonly ok: true; readonly op: 'decode'; readonly raw: Uint8Array | null; readonly rawAt: number; readonly hashes: Uint8Array }
   | { readonly id: number; readonly ok: true; readonly op: 'hash-update' }
   | { readonly id: number; readonly ok: true; readonly op: 'hash-digest'; readonly hex: string }
   | { readonly id: number; readonly ok: false; readonly code: ErrorCode; readonly message: string; readonly hint: string };
@@ -63,13 +70,15 @@ export interface EncodeResult {
   readonly framed: Buffer;
   /** PAGE_HASH_BYTES per page, in order. */
   readonly hashes: Buffer;
-  /** framed is the encode buffer's memory; else the encode buffer may be reused at once. */
+  /** framed is the encode buffer's memory (always, now); else the encode buffer may be reused at once. */
   readonly inPlace: boolean;
 }
 
 export interface DecodeResult {
-  /** Page numbers then images; null when they are the stored bytes themselves (in the shared piece). */
+  /** Page numbers then images; null when they are in the shared piece, at rawAt. */
   readonly raw: Buffer | null;
+  /** Where raw is in the piece (the stored bytes' start, or the rawAt asked for) when raw is null. */
+  readonly rawAt: number;
   readonly hashes: Buffer;
 }
 
@@ -101,7 +110,7 @@ export class CodecPool {
         pending.delete(r.id);
         if (!r.ok) p.reject(new RedoshipError(r.code, r.message, r.hint));
         else if (r.op === 'encode') p.resolve({ framed: view(r.framed), hashes: view(r.hashes), inPlace: r.inPlace } satisfies EncodeResult);
-        else if (r.op === 'decode') p.resolve({ raw: r.raw ? view(r.raw) : null, hashes: view(r.hashes) } satisfies DecodeResult);
+        else if (r.op === 'decode') p.resolve({ raw: r.raw ? view(r.raw) : null, rawAt: r.rawAt, hashes: view(r.hashes) } satisfies DecodeResult);
         else p.resolve(r.op === 'hash-digest' ? r.hex : undefined);
       });
       const fail = (e: unknown) => {
@@ -138,9 +147,13 @@ export class CodecPool {
     return this.send({ id: this.nextId++, op: 'encode', buf, count, pageSize, algorithm, level, key: key ? new Uint8Array(key) : null }, []);
   }
 
-  /** The chunk whose stored bytes are piece[start, start + length), checked and decoded in place. */
-  decode(name: string, offset: number, piece: SharedArrayBuffer, start: number, length: number, count: number, crc: number, pageSize: number, algorithm: Compression, key: Buffer | undefined): Promise<DecodeResult> {
-    return this.send({ id: this.nextId++, op: 'decode', name, offset, piece, start, length, count, crc, pageSize, algorithm, key: key ? new Uint8Array(key) : null }, []);
+  /**
+   * The chunk whose stored bytes are piece[start, start + length), checked and decoded in place: decoded bytes
+   * that differ from the stored ones go to piece[rawAt, ...) when rawAt >= 0 (zstd decompresses straight
+   * into it), else come back in new memory.
+   */
+  decode(name: string, offset: number, piece: SharedArrayBuffer, start: number, length: number, count: number, crc: number, pageSize: number, algorithm: Compression, key: Buffer | undefined, rawAt = -1): Promise<DecodeResult> {
+    return this.send({ id: this.nextId++, op: 'decode', name, offset, piece, start, length, count, crc, pageSize, algorithm, key: key ? new Uint8Array(key) : null, rawAt }, []);
   }
 
   /**

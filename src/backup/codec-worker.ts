@@ -40,10 +40,11 @@ function handle(m: CodecRequest): { reply: CodecReply; transfer: ArrayBuffer[] }
     const { framed, hashes, inPlace } = encodeChunkBuffer(Buffer.from(m.buf), m.count, m.pageSize, { algorithm: m.algorithm, level: m.level }, key);
     return { reply: { id: m.id, ok: true, op: 'encode', framed, hashes, inPlace }, transfer: [hashes.buffer as ArrayBuffer] };
   }
-  const { raw, hashes } = decodeChunk(m.name, m.offset, Buffer.from(m.piece, m.start, m.length), m.count, m.crc, m.pageSize, m.algorithm, key);
-  if (raw.buffer === m.piece) return { reply: { id: m.id, ok: true, op: 'decode', raw: null, hashes }, transfer: [hashes.buffer as ArrayBuffer] };
+  const into = m.rawAt >= 0 ? Buffer.from(m.piece, m.rawAt, m.count * (4 + m.pageSize)) : undefined;
+  const { raw, hashes } = decodeChunk(m.name, m.offset, Buffer.from(m.piece, m.start, m.length), m.count, m.crc, m.pageSize, m.algorithm, key, into);
+  if (raw.buffer === m.piece) return { reply: { id: m.id, ok: true, op: 'decode', raw: null, rawAt: raw.byteOffset, hashes }, transfer: [hashes.buffer as ArrayBuffer] };
   const s = sendable(raw);
-  return { reply: { id: m.id, ok: true, op: 'decode', raw: s.bytes, hashes }, transfer: [...s.transfer, hashes.buffer as ArrayBuffer] };
+  return { reply: { id: m.id, ok: true, op: 'decode', raw: s.bytes, rawAt: -1, hashes }, transfer: [...s.transfer, hashes.buffer as ArrayBuffer] };
 }
 
 parentPort!.on('message', (m: CodecRequest) => {

@@ -19,6 +19,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { crc32, gunzipSync, gzipSync } from 'node:zlib';
 import { Compressor, decompress as zstdDecompress } from 'zstd-napi';
+import zstdBinding from 'zstd-napi/binding.js';
 import { RedoshipError } from '../error/index.js';
 
 export const PIECE_MAGIC = 0x52445043; // 'RDPC'
@@ -45,6 +46,34 @@ function zstd(raw: Buffer, level: number): Buffer {
     zstdCompressors.set(level, c);
   }
   return c.compress(raw);
+}
+
+/** One compression context per level and thread, for zstdInto. */
+const zstdContexts = new Map<number, InstanceType<typeof zstdBinding.CCtx>>();
+
+/**
+ * zstd-compresses raw into dst (at least maxStoredBytes long) and returns the compressed length: the same
+ * frame as zstd() (ZSTD_compress2 at that level), without a new buffer for it and a copy out of it.
+ */
+export function zstdInto(dst: Uint8Array, raw: Uint8Array, level: number): number {
+  let c = zstdContexts.get(level);
+  if (!c) {
+    c = new zstdBinding.CCtx();
+    c.setParameter(zstdBinding.CParameter.compressionLevel, level);
+    zstdContexts.set(level, c);
+  }
+  return c.compress2(dst, raw);
+}
+
+let zstdDctx: InstanceType<typeof zstdBinding.DCtx> | null = null;
+
+/**
+ * zstd-decompresses stored into dst, which must be exactly as long as the content is meant to be: the
+ * decompressed length, or an error when the frame is larger (zstd refuses to overrun dst) or not one frame.
+ */
+export function zstdDecompressInto(dst: Uint8Array, stored: Uint8Array): number {
+  zstdDctx ??= new zstdBinding.DCtx();
+  return zstdDctx.decompress(dst, stored);
 }
 
 export interface CompressionSpec {
@@ -150,9 +179,11 @@ export function* pieceChunks(name: string, buf: Buffer, pageSize: number): Gener
 
 /**
  * A chunk's raw bytes (count page numbers, then count images) from what is stored: CRC checked, decrypted,
- * decompressed, its length checked. The page numbers are checked to ascend within the chunk.
+ * decompressed, its length checked. The page numbers are checked to ascend within the chunk. Raw bytes
+ * that differ from the stored ones are put in `into` when given (exactly count * (4 + pageSize) bytes;
+ * zstd decompresses straight into it).
  */
-export function decodeStored(name: string, c: StoredChunk, pageSize: number, algorithm: Compression, key: Buffer | undefined): Buffer {
+export function decodeStored(name: string, c: StoredChunk, pageSize: number, algorithm: Compression, key: Buffer | undefined, into?: Buffer): Buffer {
   const { offset: off, stored, count } = c;
   if (crc32(stored) !== c.crc) throw pieceCorrupt(name, off, 'chunk checksum mismatch');
   let plain: Buffer = stored;
@@ -167,17 +198,27 @@ export function decodeStored(name: string, c: StoredChunk, pageSize: number, alg
     }
   }
   let raw: Buffer;
+  const want = count * (4 + pageSize);
   try {
-    raw =
-      algorithm === 'gzip'
-        ? gunzipSync(plain, { maxOutputLength: count * (4 + pageSize) })
-        : algorithm === 'zstd'
-          ? zstdDecompress(plain)
-          : plain;
+    if (algorithm === 'zstd' && into && into.length === want) {
+      const n = zstdDecompressInto(into, plain);
+      raw = into.subarray(0, n);
+    } else
+      raw =
+        algorithm === 'gzip'
+          ? gunzipSync(plain, { maxOutputLength: want })
+          : algorithm === 'zstd'
+            ? zstdDecompress(plain)
+            : plain;
   } catch (e) {
     throw pieceCorrupt(name, off, `chunk does not decompress (${(e as Error).message})`);
   }
-  if (raw.length !== count * (4 + pageSize)) throw pieceCorrupt(name, off, `chunk holds ${raw.length} bytes for ${count} pages`);
+  if (raw.length !== want) throw pieceCorrupt(name, off, `chunk holds ${raw.length} bytes for ${count} pages`);
+  if (into && raw !== stored && raw.buffer !== into.buffer) {
+    if (into.length !== want) throw new Error(`assert: ${into.length} bytes of room for a chunk of ${want}`);
+    raw.copy(into);
+    raw = into;
+  }
   for (let i = 1; i < count; i++) if (raw.readUInt32BE(i * 4) <= raw.readUInt32BE(i * 4 - 4)) throw pieceCorrupt(name, off, 'page numbers do not ascend');
   return raw;
 }

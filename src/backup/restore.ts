@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { RedoshipError, ioError } from '../error/index.js';
-import { LocalStorage } from '../storage/index.js';
+import { LocalStorage, Writeback } from '../storage/index.js';
 import { Archive, buildFile } from '../redo/index.js';
 import { RedoSources, type RedoStep } from './repo-redo.js';
 import { PAGE_HASH_BYTES } from '../sqlite/index.js';
@@ -127,17 +127,23 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
   let pagesWritten = 0;
   await buildFile(to, async (fd) => {
     const pool = CodecPool.start();
+    // The file is written back while later chunks are checked and decoded (buildFile's fsync ends it).
+    const wb = new Writeback(fd);
     try {
       for (const set of chain) {
         const before = pagesWritten;
-        pagesWritten += await applySet(repo, pool, set, fd, o.encryptionSecret ?? null, (pages) =>
+        pagesWritten += await applySet(repo, pool, set, fd, wb, o.encryptionSecret ?? null, (pages) =>
           o.onProgress?.({ step: set.name, unit: 'pages', done: pages, total: set.pages, bytes: (before + pages) * pageSize }),
         );
         ftruncateSync(fd, set.sizePages * pageSize);
       }
+    } catch (e) {
+      await wb.settle().catch(() => undefined);
+      throw e;
     } finally {
       await pool.close();
     }
+    await wb.settle();
     if (redoSteps.length) {
       const before = pagesWritten;
       await redo.apply(fd, redoSteps, pageSize, chain[chain.length - 1]!.sizePages, staging, (lsn, pages) => {
@@ -157,15 +163,18 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
  * one worker takes the piece's SHA-256, in order, while the pages decoded before are written here;
  * consecutive pages are written with one call. Returns the pages written.
  */
-async function applySet(repo: Repo, pool: CodecPool, set: BackupManifest, fd: number, secret: Buffer | null, onPages: (pages: number) => void): Promise<number> {
+async function applySet(repo: Repo, pool: CodecPool, set: BackupManifest, fd: number, wb: Writeback, secret: Buffer | null, onPages: (pages: number) => void): Promise<number> {
   const pageSize = set.pageSize;
   const key = set.encryption ? setKey(set.name, set.encryption, secret) : undefined;
   const hashes = await repo.storage.get(`sets/${set.name}/${set.pageHashes.name}`);
   if (createHash('sha256').update(hashes).digest('hex') !== set.pageHashes.sha256) throw pieceCorrupt(`${set.name}/${set.pageHashes.name}`, 0, 'checksum mismatch');
   if (hashes.length !== set.pages * PAGE_HASH_BYTES) throw pieceCorrupt(`${set.name}/${set.pageHashes.name}`, 0, `${hashes.length} bytes for ${set.pages} pages`);
-  // A slab: the chunk's header, its stored bytes, and the next chunk's header (read in the same call).
+  // A slab: the chunk's header, its stored bytes, and the next chunk's header (read in the same call); for a
+  // compressed or encrypted set, then room for the decoded bytes (a worker decodes into it).
   const maxStored = maxStoredBytes(pageSize);
-  const slabBytes = 2 * CHUNK_HEADER_BYTES + maxStored;
+  const transformed = set.compression.algorithm !== 'none' || set.encryption !== null;
+  const rawAt = transformed ? Math.ceil((2 * CHUNK_HEADER_BYTES + maxStored) / 64) * 64 : -1;
+  const slabBytes = transformed ? rawAt + MAX_CHUNK_PAGES * (4 + pageSize) : 2 * CHUNK_HEADER_BYTES + maxStored;
   const slabs: Buffer[] = [];
   let i = 0;
   let lastPgno = 0;
@@ -202,7 +211,7 @@ async function applySet(repo: Repo, pool: CodecPool, set: BackupManifest, fd: nu
           hashed.catch(() => undefined);
           const at = off;
           yield async () => {
-            const d = await pool.decode(pname, at, sab, CHUNK_HEADER_BYTES, len, count, crc, pageSize, algorithm, encrypted ? key : undefined);
+            const d = await pool.decode(pname, at, sab, CHUNK_HEADER_BYTES, len, count, crc, pageSize, algorithm, encrypted ? key : undefined, rawAt);
             await hashed; // the slab is reused once both workers are done with it
             return { ...d, count, slab };
           };
@@ -211,7 +220,7 @@ async function applySet(repo: Repo, pool: CodecPool, set: BackupManifest, fd: nu
       }
       for await (const d of ordered(tasks(), pool.depth)) {
         const count = d.count;
-        const raw = d.raw ?? d.slab.subarray(CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES + count * (4 + pageSize));
+        const raw = d.raw ?? d.slab.subarray(d.rawAt, d.rawAt + count * (4 + pageSize));
         const got = d.hashes;
         if (i + count > set.pages) throw pieceCorrupt(set.name, 0, `it holds more pages than the manifest's ${set.pages}`);
         if (!got.equals(hashes.subarray(i * PAGE_HASH_BYTES, (i + count) * PAGE_HASH_BYTES))) {
@@ -227,6 +236,7 @@ async function applySet(repo: Repo, pool: CodecPool, set: BackupManifest, fd: nu
           let n = 1;
           while (k + n < count && raw.readUInt32BE((k + n) * 4) === pgno + n) n++;
           writeFully(fd, raw, count * 4 + k * pageSize, n * pageSize, (pgno - 1) * pageSize);
+          wb.wrote(n * pageSize);
           k += n;
         }
         lastPgno = raw.readUInt32BE((count - 1) * 4);

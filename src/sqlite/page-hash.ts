@@ -33,3 +33,31 @@ export function pageHash(pgno: number, page: Uint8Array): Buffer {
   return sha256(pgno === 1 ? maskPage1(page) : page).subarray(0, PAGE_HASH_BYTES);
 }
 
+type OneShotString = (algorithm: string, data: Uint8Array, outputEncoding: 'latin1') => string;
+/**
+ * The one-shot form with a latin1 string result, written into `out`: ~25% less CPU per 4 KiB page here than
+ * a Buffer result (a new Buffer per page costs more than a short string), for the same bytes; null where
+ * that form is missing or gives other bytes.
+ */
+const intoViaString = ((): ((data: Uint8Array, out: Buffer, offset: number) => void) | null => {
+  const f = oneShot as unknown as OneShotString | undefined;
+  if (!f) return null;
+  const into = (data: Uint8Array, out: Buffer, offset: number): void => void out.write(f('sha256', data, 'latin1'), offset, PAGE_HASH_BYTES, 'latin1');
+  try {
+    const probe = Buffer.from('redoship page hash, written');
+    const got = Buffer.alloc(PAGE_HASH_BYTES);
+    into(probe, got, 0);
+    if (got.equals(viaHashObject(probe).subarray(0, PAGE_HASH_BYTES))) return into;
+  } catch {
+    /* older Node */
+  }
+  return null;
+})();
+
+/** pageHash(pgno, page) into out[offset, offset + PAGE_HASH_BYTES). */
+export function pageHashInto(pgno: number, page: Uint8Array, out: Buffer, offset: number): void {
+  const data = pgno === 1 ? maskPage1(page) : page;
+  if (intoViaString) intoViaString(data, out, offset);
+  else sha256(data).copy(out, offset, 0, PAGE_HASH_BYTES);
+}
+

@@ -9,6 +9,7 @@ import { open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { RedoshipError, ioError } from '../error/index.js';
 import { checkKey, type Storage, type StorageObject } from './storage.js';
+import { Writeback } from './writeback.js';
 
 export class LocalStorage implements Storage {
   readonly root: string;
@@ -35,7 +36,20 @@ export class LocalStorage implements Storage {
       const fh = await open(tmp, 'wx');
       try {
         if (body instanceof Uint8Array) await fh.writeFile(body);
-        else for await (const chunk of body) await fh.write(chunk);
+        else {
+          // A large streamed body (a backup piece) is written back while the next bytes are produced.
+          const wb = new Writeback(() => fh.datasync());
+          try {
+            for await (const chunk of body) {
+              await fh.write(chunk);
+              wb.wrote(chunk.length);
+            }
+          } catch (e) {
+            await wb.settle().catch(() => undefined); // the first failure is the one to report
+            throw e;
+          }
+          await wb.settle();
+        }
         await fh.sync();
       } finally {
         await fh.close();
