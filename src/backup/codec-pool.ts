@@ -94,20 +94,30 @@ const WORKER_URL = new URL('./codec-worker.js', import.meta.url);
 
 const view = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 
+/** How long the shared pool outlives its last user: a primary that takes backups often keeps it warm. */
+const SHARED_IDLE_MS = 60_000;
+
 export class CodecPool {
   private readonly workers: Array<{ w: Worker; pending: Map<number, Pending> }> = [];
   private nextId = 1;
   private nextHasher = 0;
   private failed: unknown = null;
+  /** Requests in flight: the workers keep the process alive only while there are some. */
+  private inflight = 0;
+  private users = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private static sharedPool: CodecPool | null = null;
 
   private constructor(n: number) {
     for (let i = 0; i < n; i++) {
       const w = new Worker(WORKER_URL);
+      w.unref();
       const pending = new Map<number, Pending>();
       w.on('message', (r: CodecReply) => {
         const p = pending.get(r.id);
         if (!p) return;
         pending.delete(r.id);
+        this.done(1);
         if (!r.ok) p.reject(new RedoshipError(r.code, r.message, r.hint));
         else if (r.op === 'encode') p.resolve({ framed: view(r.framed), hashes: view(r.hashes), inPlace: r.inPlace } satisfies EncodeResult);
         else if (r.op === 'decode') p.resolve({ raw: r.raw ? view(r.raw) : null, rawAt: r.rawAt, hashes: view(r.hashes) } satisfies DecodeResult);
@@ -115,6 +125,7 @@ export class CodecPool {
       });
       const fail = (e: unknown) => {
         this.failed ??= e;
+        this.done(pending.size);
         for (const p of pending.values()) p.reject(e);
         pending.clear();
       };
@@ -129,6 +140,48 @@ export class CodecPool {
     return new CodecPool(Math.max(1, n));
   }
 
+  /**
+   * The process's shared pool, started if there is none (or it failed); give it back with release(). Starting
+   * workers costs ~80 ms here (a thread, the module, zstd), as much as a whole level 1: a process that takes
+   * or restores several sets (a primary serving backup requests) starts them once. Idle workers never keep
+   * the process alive, and the pool ends SHARED_IDLE_MS after its last user.
+   */
+  static shared(): CodecPool {
+    let p = CodecPool.sharedPool;
+    if (!p || p.failed) p = CodecPool.sharedPool = new CodecPool(Math.max(1, availableParallelism()));
+    if (p.idleTimer) clearTimeout(p.idleTimer);
+    p.idleTimer = null;
+    p.users++;
+    return p;
+  }
+
+  /** Whether a shared pool is running now (then using it for a small set costs nothing to start). */
+  static sharedIsWarm(): boolean {
+    return CodecPool.sharedPool !== null && !CodecPool.sharedPool.failed;
+  }
+
+  /** Gives back a pool from shared(); a pool that failed is closed at once. */
+  async release(): Promise<void> {
+    this.users = Math.max(0, this.users - 1);
+    if (this.failed) {
+      if (CodecPool.sharedPool === this) CodecPool.sharedPool = null;
+      await this.close();
+      return;
+    }
+    if (this.users > 0) return;
+    this.idleTimer = setTimeout(() => {
+      if (CodecPool.sharedPool === this) CodecPool.sharedPool = null;
+      void this.close();
+    }, SHARED_IDLE_MS);
+    this.idleTimer.unref();
+  }
+
+  private done(n: number): void {
+    if (n <= 0) return;
+    this.inflight -= n;
+    if (this.inflight === 0) for (const { w } of this.workers) w.unref();
+  }
+
   get size(): number {
     return this.workers.length;
   }
@@ -138,6 +191,7 @@ export class CodecPool {
     // The least busy worker: chunks differ in cost (a compressible chunk is cheaper).
     const slot = worker !== undefined ? this.workers[worker % this.workers.length]! : this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const p = new Promise<T>((resolve, reject) => slot.pending.set(req.id, { resolve: resolve as (r: unknown) => void, reject }));
+    if (this.inflight++ === 0) for (const { w } of this.workers) w.ref();
     slot.w.postMessage(req, transfer);
     return p;
   }

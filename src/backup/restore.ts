@@ -126,7 +126,7 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
   const pageSize = repo.identity.pageSize;
   let pagesWritten = 0;
   await buildFile(to, async (fd) => {
-    const pool = CodecPool.start();
+    const pool = CodecPool.shared();
     // The file is written back while later chunks are checked and decoded (buildFile's fsync ends it).
     const wb = new Writeback(fd);
     try {
@@ -141,7 +141,7 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
       await wb.settle().catch(() => undefined);
       throw e;
     } finally {
-      await pool.close();
+      await pool.release();
     }
     await wb.settle();
     if (redoSteps.length) {

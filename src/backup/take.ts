@@ -127,7 +127,7 @@ interface EncodedChunk {
   readonly buffer: SharedArrayBuffer | null;
 }
 
-/** A set of at most this many page bytes is encoded on the calling thread: starting workers would cost more. */
+/** A set of at most this many page bytes is encoded on the calling thread, unless workers are running: starting them would cost more. */
 const INLINE_MAX_BYTES = 16 * 1024 * 1024;
 
 /**
@@ -212,7 +212,8 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
   const hashes: Buffer[] = [];
   let total = 0;
   let bytesRead = 0;
-  const pool = c.pageCount * c.pageSize > INLINE_MAX_BYTES ? CodecPool.start() : null;
+  // A small set is encoded here, unless the process's workers are running already.
+  const pool = c.pageCount * c.pageSize > INLINE_MAX_BYTES || CodecPool.sharedIsWarm() ? CodecPool.shared() : null;
   const spares: SharedArrayBuffer[] = [];
   const chunks = encodeChunks(pool, c, enc?.key, spares);
   // A local put() has written a body's buffer when it asks for the next one (LocalStorage), so an encode
@@ -270,7 +271,7 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
     throw e;
   } finally {
     await chunks.return(undefined);
-    await pool?.close();
+    await pool?.release();
   }
   const hashBody = Buffer.concat(hashes);
   const manifest: BackupManifest = {
