@@ -240,13 +240,22 @@ const NONE: CompressionSpec = { algorithm: 'none', level: 0 };
 const ZSTD: CompressionSpec = { algorithm: 'zstd', level: 1 };
 const PIECE = 256 * MiB;
 
-async function backup(h: PrimaryHandle, repoDir: string, level: 0 | 1, c: CompressionSpec): Promise<{ ms: number; m: BackupManifest }> {
+/** This process's CPU time (all its threads) since `from`, as "cpu S s = C cores" over ms of wall time. */
+const cpuSince = (from: NodeJS.CpuUsage, ms: number): string => {
+  const u = process.cpuUsage(from);
+  const s = (u.user + u.system) / 1e6;
+  return `cpu ${fmt(s, 2)} s = ${fmt(s / (ms / 1000), 2)} cores`;
+};
+
+async function backup(h: PrimaryHandle, repoDir: string, level: 0 | 1, c: CompressionSpec): Promise<{ ms: number; m: BackupManifest; cpu: string }> {
   const repo = await Repo.openFor(repoDir, h.archive.identity.databaseId, h.archive.identity.pageSize);
+  const cpu0 = process.cpuUsage();
   const a = performance.now();
   const snap = h.backupSnapshot();
   try {
     const m = await takeBackupSet(repo, h.archive, snap, { level, cumulative: false, compression: c, maxPieceBytes: PIECE });
-    return { ms: performance.now() - a, m };
+    const ms = performance.now() - a;
+    return { ms, m, cpu: cpuSince(cpu0, ms) };
   } finally {
     snap.release();
   }
@@ -316,8 +325,8 @@ async function main(): Promise<void> {
         r.zcli.push(zMs);
         r.zcliSync.push(zSyncMs);
         log(
-          `  pass ${i + 1}: backup none ${fmt(n.ms)} ms, db.backup() ${fmt(bkMs)} ms, cp ${fmt(cpMs)} ms (+fsync ${fmt(r.cpSync[i]! - cpMs)}), ` +
-            `backup zstd ${fmt(z.ms)} ms (${fmt(setBytes(z.m) / MiB, 1)} MiB), zstd -1 -T0 ${fmt(zMs)} ms (+fsync ${fmt(zSyncMs - zMs)})`,
+          `  pass ${i + 1}: backup none ${fmt(n.ms)} ms (${n.cpu}), db.backup() ${fmt(bkMs)} ms, cp ${fmt(cpMs)} ms (+fsync ${fmt(r.cpSync[i]! - cpMs)}), ` +
+            `backup zstd ${fmt(z.ms)} ms (${fmt(setBytes(z.m) / MiB, 1)} MiB, ${z.cpu}), zstd -1 -T0 ${fmt(zMs)} ms (+fsync ${fmt(zSyncMs - zMs)})`,
         );
         if (last) full = { none: n.m, zstd: z.m };
         else {
@@ -348,9 +357,11 @@ async function main(): Promise<void> {
       const cpTimes: number[] = [];
       for (let i = 0; i < cfg.runs; i++) {
         const to = join(work, 'restored.db');
+        const cpu0 = process.cpuUsage();
         const a = performance.now();
         await restoreFromRepo({ repo: repoDir, to, untilLsn: BigInt(m.endLsn) });
         times.push(performance.now() - a);
+        const cpu = cpuSince(cpu0, times[i]!);
         if (i === 0) {
           const d = differingPages(ref, to, pageSize);
           if (d.differing.length) throw new Error(`restore from ${label} differs from the reference in pages ${d.differing.slice(0, 10).join(', ')}`);
@@ -363,7 +374,7 @@ async function main(): Promise<void> {
         fsyncFile(copy);
         cpTimes.push(performance.now() - b);
         rmSync(copy);
-        log(`  restore from ${label} pass ${i + 1}: ${fmt(times[i]!)} ms; cp + fsync ${fmt(cpTimes[i]!)} ms`);
+        log(`  restore from ${label} pass ${i + 1}: ${fmt(times[i]!)} ms (${cpu}); cp + fsync ${fmt(cpTimes[i]!)} ms`);
       }
       const rr = rate(times);
       const cr = rate(cpTimes);
@@ -382,7 +393,7 @@ async function main(): Promise<void> {
     const l1 = await section('level 1', () => backup(h!, repoDir, 1, ZSTD));
     const fullZstdMs = median(r.zstd);
     const share = l1.ms / fullZstdMs;
-    log(`  level 1 after ${changed} rows changed: ${l1.m.pages} pages (${((100 * l1.m.pages) / l1.m.sizePages).toFixed(2)}% of ${l1.m.sizePages}), ${fmt(setBytes(l1.m) / MiB, 1)} MiB, ${fmt(l1.ms)} ms`);
+    log(`  level 1 after ${changed} rows changed: ${l1.m.pages} pages (${((100 * l1.m.pages) / l1.m.sizePages).toFixed(2)}% of ${l1.m.sizePages}), ${fmt(setBytes(l1.m) / MiB, 1)} MiB, ${fmt(l1.ms)} ms (${l1.cpu})`);
     rows.push({
       figure: `3. level 1 after ${fmt(changed)} rows changed (${l1.m.pages} pages, ${((100 * l1.m.pages) / l1.m.sizePages).toFixed(2)}%)`,
       redoship: `${fmt(l1.ms)} ms, ${fmt(setBytes(l1.m) / MiB, 1)} MiB`,
