@@ -32,7 +32,9 @@ export class LocalStorage implements Storage {
     const dir = dirname(target);
     const tmp = join(dir, `.${target.slice(dir.length + 1)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
     try {
-      mkdirSync(dir, { recursive: true });
+      // The first directory this call created, if any: its entry (and those below it) must be made durable
+      // too, or a crash could lose the new folder with the file in it.
+      const created = mkdirSync(dir, { recursive: true });
       const fh = await open(tmp, 'wx');
       try {
         if (body instanceof Uint8Array) await fh.writeFile(body);
@@ -55,11 +57,15 @@ export class LocalStorage implements Storage {
         await fh.close();
       }
       await rename(tmp, target);
-      const dfh = await open(dir, 'r');
-      try {
-        await dfh.sync();
-      } finally {
-        await dfh.close();
+      const dirs = [dir];
+      if (created) for (let d = dir; d !== dirname(created) && d !== dirname(d); ) dirs.push((d = dirname(d)));
+      for (const d of dirs) {
+        const dfh = await open(d, 'r');
+        try {
+          await dfh.sync();
+        } finally {
+          await dfh.close();
+        }
       }
     } catch (e) {
       await rm(tmp, { force: true }).catch(() => {});
