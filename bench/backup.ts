@@ -29,7 +29,7 @@ import { Repo, copyArchive, restoreFromRepo, takeBackupSet, type BackupManifest,
 import { WORKLOAD_SCRIPT, createSchema } from '../src/drill/index.js';
 import { startPrimary, type PrimaryHandle } from '../src/primary/index.js';
 import { Archive } from '../src/redo/index.js';
-import { CLK_TCK, num, psiSome, setting } from './common.js';
+import { CLK_TCK, num, psiSome, setting, cpuSnap, type CpuSnap } from './common.js';
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 const MiB = 1024 * 1024;
@@ -64,22 +64,6 @@ const verdict = (ok: boolean) => (ok ? 'MET' : 'MISSED');
 
 // ------------------------------------------------------------------------------------ load readings
 
-interface CpuSnap {
-  atMs: number;
-  busy: number;
-  ours: number;
-  cpuStallUs: number;
-  ioStallUs: number;
-}
-/** Machine-wide busy ticks and this process's (children included once they are reaped). */
-function cpuSnap(): CpuSnap {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
-  const s = readFileSync('/proc/self/stat', 'utf8');
-  const g = s.slice(s.lastIndexOf(')') + 2).split(' ').map(Number);
-  const ours = (g[11] ?? 0) + (g[12] ?? 0) + (g[13] ?? 0) + (g[14] ?? 0);
-  return { atMs: performance.now(), busy, ours, cpuStallUs: psiSome('cpu'), ioStallUs: psiSome('io') };
-}
 const sectionLoad: string[] = [];
 async function section<T>(name: string, f: () => Promise<T>): Promise<T> {
   const a = cpuSnap();

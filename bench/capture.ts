@@ -43,7 +43,7 @@ import { restoreFromArchive } from '../src/backup/index.js';
 import { WORKLOAD_SCRIPT, createSchema } from '../src/drill/index.js';
 import { STATUS_FILE, startPrimary, type CaptureEvent, type PrimaryHandle, type PrimaryStatus } from '../src/primary/index.js';
 import { Archive } from '../src/redo/index.js';
-import { CLK_TCK, clockCheck, cpuSeconds, newDatabase, num, percentile, psiSome, setting } from './common.js';
+import { CLK_TCK, clockCheck, cpuSeconds, newDatabase, num, percentile, psiSome, setting, cpuSnap, type CpuSnap } from './common.js';
 
 // ---------------------------------------------------------------------------------------------- settings
 
@@ -144,22 +144,6 @@ async function workload(db: string, extra: string[]): Promise<WorkloadResult> {
  * CPU used on this machine by processes other than this benchmark's (other users' work, and kernel threads
  * such as writeback), in cores, between two snapshots taken when no child of this process is running.
  */
-interface CpuSnap {
-  atMs: number;
-  busy: number;
-  ours: number;
-  /** Pressure stall totals (µs): some task waited for CPU / for I/O. NaN without PSI. */
-  cpuStallUs: number;
-  ioStallUs: number;
-}
-function cpuSnap(): CpuSnap {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0); // user nice system irq softirq steal
-  const s = readFileSync('/proc/self/stat', 'utf8');
-  const g = s.slice(s.lastIndexOf(')') + 2).split(' ').map(Number);
-  const ours = (g[11] ?? 0) + (g[12] ?? 0) + (g[13] ?? 0) + (g[14] ?? 0); // utime stime cutime cstime
-  return { atMs: performance.now(), busy, ours, cpuStallUs: psiSome('cpu'), ioStallUs: psiSome('io') };
-}
 function otherCores(a: CpuSnap, b: CpuSnap): number {
   return (b.busy - a.busy - (b.ours - a.ours)) / CLK_TCK / ((b.atMs - a.atMs) / 1000);
 }

@@ -98,3 +98,26 @@ export function newDatabase(dir: string): string {
   d.close();
   return path;
 }
+
+/** Machine-wide busy ticks and this process's (children included once reaped), with pressure stall totals. */
+export interface CpuSnap {
+  atMs: number;
+  busy: number;
+  ours: number;
+  /** Pressure stall totals (µs): some task waited for CPU / for I/O. NaN without PSI. */
+  cpuStallUs: number;
+  ioStallUs: number;
+}
+
+export function cpuSnap(): CpuSnap {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0); // user nice system irq softirq steal
+    const st = readFileSync('/proc/self/stat', 'utf8');
+    const g = st.slice(st.lastIndexOf(')') + 2).split(' ').map(Number);
+    const ours = (g[11] ?? 0) + (g[12] ?? 0) + (g[13] ?? 0) + (g[14] ?? 0); // utime stime cutime cstime
+    return { atMs: performance.now(), busy, ours, cpuStallUs: psiSome('cpu'), ioStallUs: psiSome('io') };
+  } catch {
+    return { atMs: performance.now(), busy: NaN, ours: NaN, cpuStallUs: NaN, ioStallUs: NaN };
+  }
+}

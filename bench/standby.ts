@@ -35,7 +35,7 @@ import { READER_SCRIPT, WORKLOAD_SCRIPT, createSchema } from '../src/drill/index
 import { STATUS_FILE, startPrimary, type PrimaryStatus } from '../src/primary/index.js';
 import { Archive, type Lsn } from '../src/redo/index.js';
 import { STANDBY_STATUS_FILE, startStandby, type StandbyStatus } from '../src/standby/index.js';
-import { CLK_TCK, clockCheck, cpuSeconds, newDatabase, num, percentile, psiSome, setting } from './common.js';
+import { CLK_TCK, clockCheck, cpuSeconds, newDatabase, num, percentile, psiSome, setting, cpuSnap, type CpuSnap } from './common.js';
 
 // ---------------------------------------------------------------------------------------------- settings
 
@@ -179,25 +179,6 @@ function ownCpuSeconds(): number {
   return (u.user + u.system) / 1e6;
 }
 
-interface CpuSnap {
-  atMs: number;
-  busy: number;
-  ours: number;
-  cpuStallUs: number;
-  ioStallUs: number;
-}
-function cpuSnap(): CpuSnap {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0); // user nice system irq softirq steal
-    const s = readFileSync('/proc/self/stat', 'utf8');
-    const g = s.slice(s.lastIndexOf(')') + 2).split(' ').map(Number);
-    const ours = (g[11] ?? 0) + (g[12] ?? 0) + (g[13] ?? 0) + (g[14] ?? 0); // utime stime cutime cstime
-    return { atMs: performance.now(), busy, ours, cpuStallUs: psiSome('cpu'), ioStallUs: psiSome('io') };
-  } catch {
-    return { atMs: performance.now(), busy: NaN, ours: NaN, cpuStallUs: NaN, ioStallUs: NaN };
-  }
-}
 const sectionLoad: string[] = [];
 /**
  * Runs one section and records how busy the machine was meanwhile: CPU used by processes other than this
