@@ -137,9 +137,6 @@ async function workload(db: string, extra: string[]): Promise<WorkloadResult> {
   return JSON.parse(line) as WorkloadResult;
 }
 
-
-/** CPU seconds (user + system) a process has used so far, from /proc; NaN when unreadable. */
-
 /**
  * CPU used on this machine by processes other than this benchmark's (other users' work, and kernel threads
  * such as writeback), in cores, between two snapshots taken when no child of this process is running.
