@@ -70,7 +70,7 @@ export async function takeBackupSet(repo: Repo, archive: Archive, src: BackupSou
     const from = (BigInt(parent.endLsn) + 1n) as Lsn;
     if (from <= src.lsn) {
       try {
-        for (const r of archive.records(from, src.lsn)) for (const [p] of r.pages) if (p <= src.sizePages) changed.add(p);
+        for (const p of archive.pagesWritten(from, src.lsn)) if (p <= src.sizePages) changed.add(p);
       } catch (e) {
         throw new RedoshipError('ARCHIVE_GAP', `the archive no longer holds the redo between ${parent.name} and LSN ${src.lsn}: ${(e as Error).message}`, 'take a level 0 instead', { cause: e });
       }

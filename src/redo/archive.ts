@@ -238,6 +238,28 @@ export class Archive {
    * archive there).
    */
   *records(fromLsn: Lsn, toLsn?: Lsn): Generator<RedoRecord> {
+    let acc: RecordPart[] = [];
+    for (const part of this.partsInRange(fromLsn, toLsn)) {
+      acc.push(part);
+      if (part.last) {
+        yield assembleRecord(acc, this.identity.pageSize);
+        acc = [];
+      }
+    }
+  }
+
+  /**
+   * The pages written by the records in [fromLsn, toLsn] (the change tracking behind a level 1 backup), from
+   * the parts' page lists: no record is assembled. Throws as records() does.
+   */
+  pagesWritten(fromLsn: Lsn, toLsn: Lsn): Set<number> {
+    const out = new Set<number>();
+    for (const part of this.partsInRange(fromLsn, toLsn)) for (const p of part.pgnos) out.add(p);
+    return out;
+  }
+
+  /** The parts of the records in [fromLsn, toLsn], in order; ARCHIVE_GAP when an LSN in the range is missing. */
+  private *partsInRange(fromLsn: Lsn, toLsn?: Lsn): Generator<RecordPart> {
     let expect = fromLsn;
     for (const s of this.segments()) {
       if (s.lastLsn < expect) continue;
@@ -249,16 +271,10 @@ export class Archive {
           'the missing segments may be in another copy of this archive (a standby, a backup repository); restore can reach LSN ' +
             (expect - 1n),
         );
-      let acc: RecordPart[] = [];
       for (const part of this.partsOf(s, toLsn)) {
         if (part.lsn < expect) continue;
-        acc.push(part);
-        if (part.last) {
-          const rec = assembleRecord(acc, this.identity.pageSize);
-          acc = [];
-          yield rec;
-          expect = (rec.lsn + 1n) as Lsn;
-        }
+        yield part;
+        if (part.last) expect = (part.lsn + 1n) as Lsn;
       }
       if (toLsn !== undefined && expect > toLsn) return;
     }
