@@ -686,6 +686,7 @@ export class ArchiveWriter {
           if (part.lsn > forkLsn && part.last) records.push({ lsn: part.lsn, kind: part.kind, commitTimeUs: part.commitTimeUs });
         }
         r.assertUndamaged();
+        if (keepBytes < 0) throw segmentCorrupt(s.path, r.validEnd, `holds no record ${forkLsn + 1n} to cut before, though its name says it does`);
         if (keepBytes > 0) {
           // The shortened copy, durable under its final name before the original moves (see fork()).
           const buf = Buffer.allocUnsafe(keepBytes);
