@@ -14,21 +14,11 @@ import { describe, expect, test } from 'vitest';
 import type { BackupManifest } from './repo.js';
 import { planChain } from './restore.js';
 import { deleteOrder, findObsolete, repoOrder, type RedoSegmentInfo, type RetentionPolicy, type RetentionReport } from './retention.js';
+import { prng } from '../../test/helpers/prng.js';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 
-/** mulberry32: a tiny seeded PRNG, so a failing seed replays. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function setName(endLsn: bigint, level: 0 | 1, cumulative: boolean, at: number): string {
   const t = new Date(at).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');

@@ -5,7 +5,6 @@
  * storing in a temporary directory. Configuration comes from the AWS environment variables, as in use.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,52 +14,12 @@ import { RedoshipError } from '../error/index.js';
 import { LocalStorage } from './local.js';
 import { createStorage, openStorage, resolveLocation } from './open.js';
 import { PART_BYTES, S3Storage, parseS3Location } from './s3.js';
+import { startS3rver } from '../../test/helpers/s3rver.js';
 
 const BUCKET = 'redoship-test';
 const ENV = ['AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3', 'AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'] as const;
 const savedEnv = Object.fromEntries(ENV.map((k) => [k, process.env[k]]));
 
-/**
- * s3rver in its own process (its default account is S3RVER / S3RVER). It makes ListObjectsV2 continuation
- * tokens with DES, which OpenSSL 3 keeps in its legacy provider: without --openssl-legacy-provider every
- * truncated listing fails with InternalError. Resolves to the endpoint, or to why it cannot run.
- */
-async function startS3rver(directory: string): Promise<{ endpoint: string; stop(): Promise<void> } | string> {
-  const script = `
-    const S3rver = require('s3rver');
-    const s = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: process.argv[1] });
-    s.run().then((a) => console.log('s3rver port ' + a.port), (e) => { console.error(e); process.exit(1); });
-    process.on('SIGTERM', () => s.close().then(() => process.exit(0)));`;
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', '-e', script, directory], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  const exited = new Promise<void>((r) => child.once('close', () => r()));
-  const port = await new Promise<number | null>((res) => {
-    const iv = setInterval(() => {
-      const m = /s3rver port (\d+)/.exec(out);
-      if (m) done(Number(m[1]));
-    }, 20);
-    const to = setTimeout(() => done(null), 20_000);
-    void exited.then(() => done(null));
-    function done(p: number | null) {
-      clearInterval(iv);
-      clearTimeout(to);
-      res(p);
-    }
-  });
-  if (port === null) {
-    child.kill('SIGKILL');
-    return `s3rver did not start: ${out.trim().split('\n').slice(0, 5).join(' / ') || 'no output'}`;
-  }
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 
 // If s3rver cannot run here, every S3 test below is skipped and says why: nothing is faked.
 const dir = mkdtempSync(join(tmpdir(), 'redoship-s3rver-'));

@@ -17,17 +17,8 @@ import {
   type ClientMessage,
   type ServerMessage,
 } from './protocol.js';
+import { prng } from '../../test/helpers/prng.js';
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const nonce = Buffer.alloc(32, 7);
 const FORKED = [FIRST_INCARNATION, { incarnation: 2, forkLsn: 40n, id: '00112233445566ff', at: '2026-11-22T00:00:00.000Z', reason: 'promoted' }];
