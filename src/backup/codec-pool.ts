@@ -8,9 +8,9 @@
  *           frames the chunk (chunk header + stored bytes) in that same memory: in place for an
  *           uncompressed, unencrypted set, otherwise in the buffer's output area (zstd compresses straight
  *           into it: no allocation and no copy per chunk).
- *   decode  a chunk is read into shared memory; a worker checks and decodes it in place and returns the
- *           page hashes; raw bytes that differ from the stored ones (compressed or encrypted) are written
- *           into room the caller gives in that same memory.
+ *   restore a chunk is read into shared memory (by the worker, from a local piece); a worker checks and decodes it in place, compares the page
+ *           hashes with the expected ones, and writes the pages to the target file; raw bytes that differ
+ *           from the stored ones (compressed or encrypted) go into room the caller gives in that same memory.
  *   hash    a SHA-256 taken over bytes in shared memory, in order, by one worker (a PieceHasher): a piece's
  *           checksum, off the main thread.
  *
@@ -39,28 +39,36 @@ export type CodecRequest =
   | { readonly id: number; readonly op: 'encode'; readonly buf: SharedArrayBuffer; readonly count: number; readonly pageSize: number; readonly algorithm: Compression; readonly level: number; readonly key: Uint8Array | null }
   | {
       readonly id: number;
-      readonly op: 'decode';
+      readonly op: 'restore';
       readonly name: string;
       /** Of the chunk's header in the piece (for messages). */
       readonly offset: number;
-      readonly piece: SharedArrayBuffer;
-      /** Where the chunk's stored bytes are in `piece`, and how many. */
+      readonly slab: SharedArrayBuffer;
+      /** Where the chunk's stored bytes are (or go) in `slab`, and how many. */
       readonly start: number;
       readonly length: number;
+      /** Read them first from this fd (a local piece) at readAt; -1 when the caller put them in the slab. */
+      readonly readFd: number;
+      readonly readAt: number;
       readonly count: number;
       readonly crc: number;
       readonly pageSize: number;
       readonly algorithm: Compression;
       readonly key: Uint8Array | null;
-      /** Where in `piece` decoded bytes that differ from the stored ones go (count * (4 + pageSize) of room), or -1. */
+      /** Where in `slab` decoded bytes that differ from the stored ones go (count * (4 + pageSize) of room), or -1. */
       readonly rawAt: number;
+      /** The hashes the pages must have, in order (count * PAGE_HASH_BYTES): checked before anything is written. */
+      readonly expected: Uint8Array;
+      /** The file the checked pages are written to, each at (pgno - 1) * pageSize; its path for messages. */
+      readonly targetFd: number;
+      readonly targetPath: string;
     }
   | { readonly id: number; readonly op: 'hash-update'; readonly hasher: number; readonly bytes: SharedArrayBuffer; readonly start: number; readonly length: number }
   | { readonly id: number; readonly op: 'hash-digest'; readonly hasher: number };
 
 export type CodecReply =
   | { readonly id: number; readonly ok: true; readonly op: 'encode'; readonly framed: Uint8Array; readonly hashes: Uint8Array; readonly inPlace: boolean }
-  | { readonly id: number; readonly ok: true; readonly op: 'decode'; readonly raw: Uint8Array | null; readonly rawAt: number; readonly hashes: Uint8Array }
+  | { readonly id: number; readonly ok: true; readonly op: 'restore'; readonly firstPgno: number; readonly lastPgno: number }
   | { readonly id: number; readonly ok: true; readonly op: 'hash-update' }
   | { readonly id: number; readonly ok: true; readonly op: 'hash-digest'; readonly hex: string }
   | { readonly id: number; readonly ok: false; readonly code: ErrorCode; readonly message: string; readonly hint: string };
@@ -74,12 +82,10 @@ export interface EncodeResult {
   readonly inPlace: boolean;
 }
 
-export interface DecodeResult {
-  /** Page numbers then images; null when they are in the shared piece, at rawAt. */
-  readonly raw: Buffer | null;
-  /** Where raw is in the piece (the stored bytes' start, or the rawAt asked for) when raw is null. */
-  readonly rawAt: number;
-  readonly hashes: Buffer;
+/** A chunk restored: its pages are checked and written; the first and last page number (ascending within it). */
+export interface RestoreResult {
+  readonly firstPgno: number;
+  readonly lastPgno: number;
 }
 
 export interface PieceHasher {
@@ -120,7 +126,7 @@ export class CodecPool {
         this.done(1);
         if (!r.ok) p.reject(new RedoshipError(r.code, r.message, r.hint));
         else if (r.op === 'encode') p.resolve({ framed: view(r.framed), hashes: view(r.hashes), inPlace: r.inPlace } satisfies EncodeResult);
-        else if (r.op === 'decode') p.resolve({ raw: r.raw ? view(r.raw) : null, rawAt: r.rawAt, hashes: view(r.hashes) } satisfies DecodeResult);
+        else if (r.op === 'restore') p.resolve({ firstPgno: r.firstPgno, lastPgno: r.lastPgno } satisfies RestoreResult);
         else p.resolve(r.op === 'hash-digest' ? r.hex : undefined);
       });
       const fail = (e: unknown) => {
@@ -202,12 +208,14 @@ export class CodecPool {
   }
 
   /**
-   * The chunk whose stored bytes are piece[start, start + length), checked and decoded in place: decoded bytes
-   * that differ from the stored ones go to piece[rawAt, ...) when rawAt >= 0 (zstd decompresses straight
-   * into it), else come back in new memory.
+   * Restores one chunk (the request above): a worker reads its stored bytes into the slab unless they are
+   * there, checks and decodes them in place, compares each page with its expected hash, and writes the pages
+   * to the target. Reading and writing on the workers leaves the main thread only the walk over the chunk
+   * headers: on two cores a third busy thread was the bottleneck. The caller must not close targetFd or
+   * reuse the slab until the promise settles.
    */
-  decode(name: string, offset: number, piece: SharedArrayBuffer, start: number, length: number, count: number, crc: number, pageSize: number, algorithm: Compression, key: Buffer | undefined, rawAt = -1): Promise<DecodeResult> {
-    return this.send({ id: this.nextId++, op: 'decode', name, offset, piece, start, length, count, crc, pageSize, algorithm, key: key ? new Uint8Array(key) : null, rawAt }, []);
+  restore(r: Omit<Extract<CodecRequest, { op: 'restore' }>, 'id' | 'op' | 'key'> & { readonly key: Buffer | undefined }): Promise<RestoreResult> {
+    return this.send({ ...r, id: this.nextId++, op: 'restore', key: r.key ? new Uint8Array(r.key) : null }, []);
   }
 
   /**
@@ -235,7 +243,8 @@ export class CodecPool {
 
 /**
  * Runs tasks ahead, at most `depth` in flight, and yields their results in order. A task that fails fails
- * the iteration when its turn comes; tasks still in flight when the consumer stops are left to settle.
+ * the iteration when its turn comes; when the consumer stops early, its control comes back only once the
+ * tasks still in flight have settled (their results are dropped).
  */
 export async function* ordered<T>(tasks: Iterable<() => Promise<T>>, depth: number): AsyncGenerator<T> {
   const inflight: Array<Promise<T>> = [];
@@ -248,6 +257,9 @@ export async function* ordered<T>(tasks: Iterable<() => Promise<T>>, depth: numb
     }
     while (inflight.length) yield await inflight.shift()!;
   } finally {
+    // A consumer that stops early (an error) gets control back only once every task has settled: a task
+    // may still be using memory or a file descriptor the consumer is about to reuse or close.
+    await Promise.allSettled(inflight);
     inflight.length = 0;
   }
 }

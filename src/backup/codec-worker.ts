@@ -1,24 +1,18 @@
 /**
  * A codec worker thread (codec-pool.ts starts them): encodes chunks for backups (page hashes, compression,
- * encryption, CRC) and decodes them for restores (CRC, decryption, decompression, page hashes), and takes the
- * SHA-256 of whole pieces, so that a backup or restore uses every core while the main thread reads and
- * writes. It only computes: it opens no file and keeps no state but zstd contexts. Messages are
- * codec-pool.ts's CodecRequest / CodecReply.
+ * encryption, CRC), restores chunks (reads the stored bytes, checks the CRC, decrypts, decompresses, checks
+ * the page hashes, writes the pages to the target file), and takes the SHA-256 of whole pieces, so that a
+ * backup or restore uses every core. It opens no file (it reads and writes the descriptors it is given) and
+ * keeps no state but zstd contexts. Messages are codec-pool.ts's CodecRequest / CodecReply.
  */
 import { createHash, type Hash } from 'node:crypto';
+import { readSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { isRedoshipError } from '../error/index.js';
+import { ioError, isRedoshipError } from '../error/index.js';
+import { PAGE_HASH_BYTES } from '../sqlite/page-hash.js';
 import { decodeChunk, encodeChunkBuffer } from './chunk-codec.js';
+import { pieceCorrupt } from './piece.js';
 import type { CodecReply, CodecRequest } from './codec-pool.js';
-
-/** Sends a Buffer without a copy when it owns its whole ArrayBuffer; a copy otherwise (zstd's own memory). */
-function sendable(b: Buffer): { bytes: Uint8Array; transfer: ArrayBuffer[] } {
-  const ab = b.buffer;
-  if (ab instanceof ArrayBuffer && b.byteOffset === 0 && b.byteLength === ab.byteLength) return { bytes: b, transfer: [ab] };
-  const copy = new Uint8Array(b.length);
-  copy.set(b);
-  return { bytes: copy, transfer: [copy.buffer] };
-}
 
 /** Open PieceHashers' state, by hasher id. */
 const hashers = new Map<number, Hash>();
@@ -40,11 +34,43 @@ function handle(m: CodecRequest): { reply: CodecReply; transfer: ArrayBuffer[] }
     const { framed, hashes, inPlace } = encodeChunkBuffer(Buffer.from(m.buf), m.count, m.pageSize, { algorithm: m.algorithm, level: m.level }, key);
     return { reply: { id: m.id, ok: true, op: 'encode', framed, hashes, inPlace }, transfer: [hashes.buffer as ArrayBuffer] };
   }
-  const into = m.rawAt >= 0 ? Buffer.from(m.piece, m.rawAt, m.count * (4 + m.pageSize)) : undefined;
-  const { raw, hashes } = decodeChunk(m.name, m.offset, Buffer.from(m.piece, m.start, m.length), m.count, m.crc, m.pageSize, m.algorithm, key, into);
-  if (raw.buffer === m.piece) return { reply: { id: m.id, ok: true, op: 'decode', raw: null, rawAt: raw.byteOffset, hashes }, transfer: [hashes.buffer as ArrayBuffer] };
-  const s = sendable(raw);
-  return { reply: { id: m.id, ok: true, op: 'decode', raw: s.bytes, rawAt: -1, hashes }, transfer: [...s.transfer, hashes.buffer as ArrayBuffer] };
+  // restore
+  const slab = Buffer.from(m.slab);
+  if (m.readFd >= 0) {
+    for (let done = 0; done < m.length; ) {
+      let got: number;
+      try {
+        got = readSync(m.readFd, slab, m.start + done, m.length - done, m.readAt + done);
+      } catch (e) {
+        throw ioError('read backup piece', m.name, e);
+      }
+      if (got === 0) throw pieceCorrupt(m.name, m.offset, 'the piece ends inside a chunk (truncated)');
+      done += got;
+    }
+  }
+  const into = m.rawAt >= 0 ? slab.subarray(m.rawAt, m.rawAt + m.count * (4 + m.pageSize)) : undefined;
+  const { raw, hashes } = decodeChunk(m.name, m.offset, slab.subarray(m.start, m.start + m.length), m.count, m.crc, m.pageSize, m.algorithm, key, into);
+  const expected = Buffer.from(m.expected.buffer, m.expected.byteOffset, m.expected.byteLength);
+  if (!hashes.equals(expected)) {
+    let k = 0;
+    while (hashes.compare(expected, k * PAGE_HASH_BYTES, (k + 1) * PAGE_HASH_BYTES, k * PAGE_HASH_BYTES, (k + 1) * PAGE_HASH_BYTES) === 0) k++;
+    throw pieceCorrupt(m.name, m.offset, `page ${raw.readUInt32BE(k * 4)} does not match its recorded hash`);
+  }
+  // Runs of consecutive page numbers are consecutive in the file: one write each.
+  const { count, pageSize } = m;
+  for (let k = 0; k < count; ) {
+    const pgno = raw.readUInt32BE(k * 4);
+    let n = 1;
+    while (k + n < count && raw.readUInt32BE((k + n) * 4) === pgno + n) n++;
+    const at = count * 4 + k * pageSize;
+    try {
+      for (let done = 0; done < n * pageSize; ) done += writeSync(m.targetFd, raw, at + done, n * pageSize - done, (pgno - 1) * pageSize + done);
+    } catch (e) {
+      throw ioError('write the restored database', m.targetPath, e);
+    }
+    k += n;
+  }
+  return { reply: { id: m.id, ok: true, op: 'restore', firstPgno: raw.readUInt32BE(0), lastPgno: raw.readUInt32BE((count - 1) * 4) }, transfer: [] };
 }
 
 parentPort!.on('message', (m: CodecRequest) => {

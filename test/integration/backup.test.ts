@@ -218,6 +218,58 @@ describe('backup sets', () => {
   });
 });
 
+describe('restore checks every byte of a piece', () => {
+  // Restore does not take a piece's SHA-256 (validate does): the header's fields, the chunk framing and
+  // CRCs, the page hashes and the page order must between them catch damage anywhere. One flipped byte in
+  // each kind of place of an uncompressed piece (where nothing but those checks stands between the stored
+  // bytes and the file), and a truncated and a lengthened piece: each is refused and leaves no file.
+  test('a flipped byte in the header, a chunk header, a page number or an image; a truncated or longer piece', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const repo = join(dir, 'backups');
+    makeDb(db);
+    await startWorkload(db, { seed: 3, mix: 'stress', count: 60 }).result();
+    const l0 = await backup(db, arch, repo, ['--compress', 'none']);
+    const piece = join(repo, 'sets', l0.name, 'piece-00000');
+    const good = readFileSync(piece);
+    const count = good.readUInt32BE(16 + 8);
+    expect(count).toBeGreaterThan(2);
+    const places: Array<[string, (b: Buffer) => Buffer]> = [
+      ['magic', (b) => flip(b, 1)],
+      ['version', (b) => flip(b, 7)],
+      ['compression', (b) => flip(b, 11, 0x02)],
+      ['flags', (b) => flip(b, 15)],
+      ['chunk length', (b) => flip(b, 16 + 3)],
+      ['chunk crc', (b) => flip(b, 16 + 5)],
+      ['chunk page count', (b) => flip(b, 16 + 11)],
+      ['first page number', (b) => flip(b, 28 + 3)],
+      ['a middle page number, still ascending', (b) => flip(b, 28 + 4 * (count >> 1) + 3, 0x00, 1)],
+      ['an image byte', (b) => flip(b, 28 + 4 * count + 4096 + 100)],
+      ['the last byte', (b) => flip(b, b.length - 1)],
+      ['truncated', (b) => b.subarray(0, b.length - 1)],
+      ['lengthened', (b) => Buffer.concat([b, Buffer.alloc(1)])],
+    ];
+    for (const [what, damage] of places) {
+      writeFileSync(piece, damage(Buffer.from(good)));
+      const r = await run(['restore', '--repo', repo, '--to', join(dir, 'out.db')]);
+      expect(r.code, `${what}: ${r.stderr}`).toBe(22);
+      expect(r.stderr, what).toMatch(new RegExp(`backup piece ${l0.name}/piece-00000 is damaged|${l0.name}.* holds`));
+      expect(readdirSync(dir).filter((n) => n.startsWith('out.db')), what).toEqual([]);
+    }
+    writeFileSync(piece, good);
+    const r = await run(['restore', '--repo', repo, '--to', join(dir, 'out.db')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(integrityCheck(join(dir, 'out.db'))).toBe('ok');
+  });
+});
+
+/** b with byte at ^= mask (or, with add, the byte increased by add: a page number that still ascends). */
+function flip(b: Buffer, at: number, mask = 0x40, add = 0): Buffer {
+  b[at] = add ? b[at]! + add : b[at]! ^ mask;
+  return b;
+}
+
 describe('validate, crosscheck, catalog', () => {
   test('validate and crosscheck find a flipped byte, a truncated piece and a deleted piece; catalog rebuild; restore-test', async () => {
     const dir = tempDir();
