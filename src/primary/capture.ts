@@ -116,6 +116,18 @@ export class Capturer {
   }
 
   /** True when capture stands exactly at this WAL position (everything up to it archived). */
+  /**
+   * True when capture has verified this WAL generation's frames 1..p.frame and its checksum chain ends at
+   * exactly p.checksum there (what a snapshot would otherwise check again).
+   */
+  hasVerified(p: CapturePosition): boolean {
+    const c = this.pos.checksum;
+    return (
+      p.frame > 0 && this.pos.salt1 === p.salt1 && this.pos.salt2 === p.salt2 && this.pos.frame === p.frame &&
+      c !== null && p.checksum !== null && c.s0 === p.checksum.s0 && c.s1 === p.checksum.s1
+    );
+  }
+
   isAt(p: CapturePosition): boolean {
     if (this.pos.salt1 === p.salt1 && this.pos.salt2 === p.salt2) return this.pos.frame === p.frame;
     // A new generation with no frame yet: the database file holds everything, which is everything captured

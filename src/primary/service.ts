@@ -333,6 +333,7 @@ async function run(
           if (!capturer.isAt(pos))
             throw new RedoshipError('DATABASE_BUSY', 'the WAL is being restarted right now', 'run the backup again');
           lsn = capturer.lastLsn;
+          return capturer.hasVerified(pos);
         },
       });
       return {

@@ -6,7 +6,9 @@
  *   2. Renew our read transaction: its snapshot is exactly M. It now caps backfill at <= M and blocks any WAL
  *      restart (or, on read slot 0, blocks backfill altogether).
  *   3. If the WAL holds frames not yet backfilled (nBackfill < M), read frames 1..M and keep the last image of
- *      each page: they override the database file.
+ *      each page: they override the database file. Frames 1..M are checked against the cumulative checksum
+ *      the wal-index publishes for M, unless the caller (underLock) vouches that capture has itself verified
+ *      exactly that chain, to exactly that checksum: then only frames nBackfill+1..M are read.
  *   4. Release the write lock. The application writes on.
  *   5. Later, at leisure: page p of the snapshot is its image from step 3, else page p of the database file.
  *      That file cannot change under us for such pages: a checkpoint only writes pages whose frames are
@@ -15,7 +17,7 @@
  * The snapshot stays valid until the read transaction is advanced (LiveDatabase.advanceRead).
  */
 import { RedoshipError } from '../error/index.js';
-import { scanWalFrames, type WalChecksum } from '../sqlite/index.js';
+import { WAL_FRAME_HEADER_BYTES, scanWalFrames, type WalChecksum } from '../sqlite/index.js';
 import type { LiveDatabase } from './live-db.js';
 
 /** Where capture continues after the snapshot: the WAL generation (salts) and the frame it covers. */
@@ -47,8 +49,12 @@ export interface SnapshotOptions {
    * 'backup' pins the snapshot on a separate connection until unpin(), so capture can go on meanwhile.
    */
   readonly pin?: 'capture' | 'backup';
-  /** Runs while the write lock is held and the position is known (e.g. capture everything up to it). */
-  readonly underLock?: (position: CapturePosition) => void;
+  /**
+   * Runs while the write lock is held and the position is known (e.g. capture everything up to it). Returns
+   * true only when capture has verified frames 1..position.frame of this WAL generation, ending at exactly
+   * position.checksum: the snapshot then does not read and check them again (a level 1 backup's fixed cost).
+   */
+  readonly underLock?: (position: CapturePosition) => boolean | void;
 }
 
 export function takeSnapshot(live: LiveDatabase, lockTimeoutMs: number, opts: SnapshotOptions = {}): Snapshot {
@@ -72,23 +78,30 @@ export function takeSnapshot(live: LiveDatabase, lockTimeoutMs: number, opts: Sn
       if (!hdr || hdr.salt1 !== idx.salt1 || hdr.salt2 !== idx.salt2)
         throw walMismatch(live.path, 'the WAL header does not match the wal-index');
       if (hdr.pageSize !== live.pageSize) throw walMismatch(live.path, `WAL page size ${hdr.pageSize} != ${live.pageSize}`);
-      // Frames are needed only when not all of them are in the database file yet; the checksum chain is
-      // checked either way, through frame M, against what SQLite published.
-      const frames = live.readFrames(hdr.pageSize, 1, m);
-      const scan = scanWalFrames(hdr, frames, 1, m, hdr.checksum);
-      if (scan.endFrame !== m || scan.endChecksum.s0 !== idx.frameChecksum.s0 || scan.endChecksum.s1 !== idx.frameChecksum.s1)
-        throw walMismatch(live.path, `frames 1..${m} do not verify against the wal-index (stopped at ${scan.endFrame})`);
-      if (idx.nBackfill < m)
-        for (const t of scan.transactions) for (const [pgno, page] of t.pages) overlay.set(pgno, Buffer.from(page));
       sizePages = idx.sizePages;
-      position = { salt1: idx.salt1, salt2: idx.salt2, frame: m, checksum: scan.endChecksum };
+      position = { salt1: idx.salt1, salt2: idx.salt2, frame: m, checksum: idx.frameChecksum };
     } else {
       sizePages = live.dbHeaderSizePages();
       position = hdr && hdr.salt1 === idx.salt1 && hdr.salt2 === idx.salt2
         ? { salt1: idx.salt1, salt2: idx.salt2, frame: 0, checksum: hdr.checksum }
         : { salt1: idx.salt1, salt2: idx.salt2, frame: 0, checksum: null };
     }
-    opts.underLock?.(position);
+    const vouched = opts.underLock?.(position) === true;
+    if (m > 0 && hdr) {
+      if (vouched) {
+        // Capture verified frames 1..M: their bytes cannot change while our read transaction holds M.
+        if (idx.nBackfill < m) overlayFrames(live.readFrames(hdr.pageSize, idx.nBackfill + 1, m), idx.nBackfill + 1, m - idx.nBackfill, hdr.salt1, hdr.salt2, hdr.pageSize, overlay, live.path);
+      } else {
+        // Frames are needed only when not all of them are in the database file yet; the checksum chain is
+        // checked either way, through frame M, against what SQLite published.
+        const frames = live.readFrames(hdr.pageSize, 1, m);
+        const scan = scanWalFrames(hdr, frames, 1, m, hdr.checksum);
+        if (scan.endFrame !== m || scan.endChecksum.s0 !== idx.frameChecksum.s0 || scan.endChecksum.s1 !== idx.frameChecksum.s1)
+          throw walMismatch(live.path, `frames 1..${m} do not verify against the wal-index (stopped at ${scan.endFrame})`);
+        if (idx.nBackfill < m)
+          for (const t of scan.transactions) for (const [pgno, page] of t.pages) overlay.set(pgno, Buffer.from(page));
+      }
+    }
   } catch (e) {
     if (opts.pin === 'backup') live.unpin();
     throw e;
@@ -133,6 +146,22 @@ export function takeSnapshot(live: LiveDatabase, lockTimeoutMs: number, opts: Sn
       }
     },
   };
+}
+
+/**
+ * The last image of each page in frames first..first+count-1 (raw WAL frames, as read), into overlay. Only for frames
+ * whose checksum chain capture has verified: this checks that each is a frame of this generation (salts),
+ * not the chain again.
+ */
+function overlayFrames(frames: Buffer, first: number, count: number, salt1: number, salt2: number, pageSize: number, overlay: Map<number, Uint8Array>, path: string): void {
+  const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+  if (frames.length !== count * frameBytes) throw walMismatch(path, `the WAL ends inside frame ${first + Math.floor(frames.length / frameBytes)}, before frame ${first + count - 1}`);
+  for (let off = 0; off < frames.length; off += frameBytes) {
+    const pgno = frames.readUInt32BE(off);
+    if (pgno === 0 || frames.readUInt32BE(off + 8) !== salt1 || frames.readUInt32BE(off + 12) !== salt2)
+      throw walMismatch(path, `frame ${first + off / frameBytes} is not a frame of this WAL generation`);
+    overlay.set(pgno, frames.subarray(off + WAL_FRAME_HEADER_BYTES, off + frameBytes));
+  }
 }
 
 export function walMismatch(path: string, why: string): RedoshipError {

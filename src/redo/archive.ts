@@ -39,6 +39,7 @@ import {
   type Incarnation,
 } from './history.js';
 import { SegmentReader, assembleRecord } from './segment-reader.js';
+import { ChangeTracker } from './change-tracker.js';
 import type { RecordPart } from './segment-format.js';
 import { SegmentWriter, fsyncDir, type RecordMeta } from './segment-writer.js';
 import type { ArchiveIdentity, Lsn, RecordKind, RedoRecord, SegmentInfo, WalPosition } from './types.js';
@@ -76,6 +77,9 @@ export interface VerifyReport {
 }
 
 export class Archive {
+  /** The pages each record appended through this Archive's writer wrote (change-tracker.ts). */
+  readonly changes = new ChangeTracker();
+
   private constructor(
     readonly dir: string,
     readonly identity: ArchiveIdentity,
@@ -249,10 +253,12 @@ export class Archive {
   }
 
   /**
-   * The pages written by the records in [fromLsn, toLsn] (the change tracking behind a level 1 backup), from
-   * the parts' page lists: no record is assembled. Throws as records() does.
+   * The pages written by the records in [fromLsn, toLsn] (the change tracking behind a level 1 backup): from
+   * the change tracking kept by this process's writer when it holds the range, else from the parts' page
+   * lists (no record is assembled). Throws as records() does.
    */
   pagesWritten(fromLsn: Lsn, toLsn: Lsn): Set<number> {
+    if (this.changes.covers(fromLsn, toLsn)) return this.changes.pagesWritten(fromLsn, toLsn);
     const out = new Set<number>();
     for (const part of this.partsInRange(fromLsn, toLsn)) for (const p of part.pgnos) out.add(p);
     return out;
@@ -495,6 +501,7 @@ export class ArchiveWriter {
       return;
     }
     this.openSegment(records[0]!.lsn).append(records);
+    for (const r of records) this.archive.changes.note(r.lsn, r.kind === 'base' ? 'all' : r.pages.map(([pgno]) => pgno), r.sizePages);
     this.appended(records[records.length - 1]!);
   }
 
@@ -524,6 +531,8 @@ export class ArchiveWriter {
   /** Appends one record whose pages come from an iterator (a base), durably. */
   appendStream(meta: RecordMeta, pages: Iterable<readonly [number, Uint8Array]>): void {
     this.openSegment(meta.lsn).appendStream(meta, pages);
+    if (meta.kind === 'base') this.archive.changes.note(meta.lsn, 'all', meta.sizePages);
+    else this.archive.changes.clear();
     this.appended(meta);
   }
 
@@ -665,6 +674,7 @@ export class ArchiveWriter {
 
   /** Moves every record after forkLsn into diverged/<time>-after-<forkLsn>/, shortening a segment that spans it. */
   private setAsideAfter(forkLsn: Lsn, why: string): SetAside {
+    this.archive.changes.clear();
     this.dropIncomplete();
     if (this.seg && this.seg.recordCount === 0) this.discardEmptyOpen();
     this.seal();
