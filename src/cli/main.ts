@@ -71,6 +71,7 @@ export function buildProgram(): Command {
     .option('--from <url>', 'the primary (or a cascading standby): ws://HOST:PORT or wss://HOST:PORT')
     .option('--token-file <file>', 'the shared secret (the same file as the primary)')
     .option('--delay <duration>', 'apply a transaction this long after its commit: 30s, 5m, 1h (default 0)')
+    .option('--apply-interval <duration>', 'least time between two apply batches: shorter shows commits to readers sooner, longer leaves the disk to receiving (default 100ms)')
     .option('--name <name>', 'how the primary names this standby in its status')
     .option('--listen <host:port>', 'serve redo onward to other standbys (cascade)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')

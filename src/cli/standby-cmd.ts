@@ -18,6 +18,7 @@ export interface StandbyFlags {
   from?: string;
   tokenFile?: string;
   delay?: string;
+  applyInterval?: string;
   name?: string;
   listen?: string;
   metrics?: string;
@@ -33,7 +34,7 @@ export interface StandbyFlags {
   json?: boolean;
 }
 
-const KEYS = ['db', 'archive', 'from', 'tokenFile', 'delay', 'name', 'listen', 'metrics', 'tlsCa', 'tlsCert', 'tlsKey', 'segmentSize', 'segmentAge', 'quiet'] as const;
+const KEYS = ['db', 'archive', 'from', 'tokenFile', 'delay', 'applyInterval', 'name', 'listen', 'metrics', 'tlsCa', 'tlsCert', 'tlsKey', 'segmentSize', 'segmentAge', 'quiet'] as const;
 
 export async function standbyCommand(verb: string | undefined, flags: StandbyFlags, inherited?: Signals): Promise<void> {
   if (verb === 'pause' || verb === 'resume' || verb === 'apply') return controlCommand(verb, flags);
@@ -58,6 +59,7 @@ export async function standbyCommand(verb: string | undefined, flags: StandbyFla
     secret,
     ...(f.name ? { name: f.name } : {}),
     delayMs: f.delay ? parseDuration(f.delay, '--delay') : 0,
+    ...(f.applyInterval ? { applyIntervalMs: parseDuration(f.applyInterval, '--apply-interval') } : {}),
     ...(ca || (cert && key) ? { tls: { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) } } : {}),
     ...(listen ? { listen: { ...listen, ...(cert && key && f.listen ? { tls: { cert, key, ...(ca ? { ca } : {}) } } : {}) } } : {}),
     ...(f.segmentSize ? { segmentBytes: parseSize(f.segmentSize, '--segment-size') } : {}),

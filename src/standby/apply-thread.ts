@@ -33,6 +33,11 @@ export class ApplyThread {
   private worker: Worker | null = null;
   private inline: ApplyLoop | null = null;
   private sentDurable = -1n;
+  /** The durable LSN, shared with the loop (apply-worker.ts): stored on every call of durable(). */
+  private readonly durableWord = new SharedArrayBuffer(8);
+  private lastDurableMessageMs = 0;
+  private durableTimer: NodeJS.Timeout | null = null;
+  private coalesceMs = 0;
   private done = false;
   private stoppedResolve: (() => void) | null = null;
   private readonly stopped = new Promise<void>((r) => (this.stoppedResolve = r));
@@ -42,6 +47,8 @@ export class ApplyThread {
   /** Starts the loop and resolves once it has opened the database (rejects with its error if it cannot). */
   static async start(o: ApplyLoopOptions, h: ApplyThreadHandlers): Promise<ApplyThread> {
     const t = new ApplyThread(h);
+    t.coalesceMs = o.coalesceMs;
+    o = { ...o, durableWord: t.durableWord };
     let opened!: () => void;
     let refused!: (e: Error) => void;
     const ready = new Promise<void>((res, rej) => ((opened = res), (refused = rej)));
@@ -99,6 +106,7 @@ export class ApplyThread {
   private finish(): void {
     if (this.done) return;
     this.done = true;
+    if (this.durableTimer) clearTimeout(this.durableTimer);
     this.stoppedResolve?.();
   }
 
@@ -108,11 +116,26 @@ export class ApplyThread {
     else this.inline!.onMessage(m);
   }
 
-  /** Records up to lsn are durable in the standby archive. */
+  /**
+   * Records up to lsn are durable in the standby archive. Stored in the shared word at once; the loop is woken
+   * by a message at most once per coalesceMs (it starts no batch sooner), the last one carrying the latest.
+   */
   durable(lsn: bigint): void {
     if (lsn <= this.sentDurable) return;
     this.sentDurable = lsn;
-    this.send({ t: 'durable', lsn });
+    Atomics.store(new BigInt64Array(this.durableWord), 0, lsn);
+    if (this.durableTimer) return;
+    const wait = this.lastDurableMessageMs + this.coalesceMs - Date.now();
+    const wakeLoop = () => {
+      this.durableTimer = null;
+      this.lastDurableMessageMs = Date.now();
+      this.send({ t: 'durable', lsn: this.sentDurable });
+    };
+    if (wait <= 0) wakeLoop();
+    else {
+      this.durableTimer = setTimeout(wakeLoop, wait);
+      this.durableTimer.unref();
+    }
   }
 
   /** Look again now (the control file changed). */
