@@ -9,7 +9,7 @@
  * data only: on ext4 here that skips the journal commit an append needs, which is most of its time (and all
  * of it while other writers keep the journal busy). Sealing and closing cut the room off again.
  */
-import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, renameSync, writeSync, writevSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, renameSync, writeSync, writevSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ioError } from '../error/index.js';
 import {
@@ -160,12 +160,23 @@ export class SegmentWriter {
 
   static create(dir: string, header: SegmentHeader): SegmentWriter {
     const path = join(dir, segmentName(header.incarnation, header.firstLsn, null));
+    // Written under a name no reader lists, then renamed: a reader in another thread or process (a standby's
+    // applier, `archive verify`) never finds the segment without its header. A crash leaves at most a
+    // *.creating file, which nothing reads and the next create of that name replaces.
+    const creating = `${path}.creating`;
     let fd: number;
     try {
-      fd = openSync(path, 'wx');
+      if (existsSync(path)) throw Object.assign(new Error(`${path} exists`), { code: 'EEXIST' });
+      fd = openSync(creating, 'w');
       writeSync(fd, encodeSegmentHeader(header), 0, SEGMENT_HEADER_BYTES, 0);
       fsyncSync(fd);
+      renameSync(creating, path);
     } catch (e) {
+      try {
+        unlinkSync(creating);
+      } catch {
+        /* never created, or renamed already */
+      }
       throw ioError('create archive segment', path, e);
     }
     fsyncDir(dir);
