@@ -62,6 +62,8 @@ export type CodecRequest =
       /** The file the checked pages are written to, each at (pgno - 1) * pageSize; its path for messages. */
       readonly targetFd: number;
       readonly targetPath: string;
+      /** An Int32 word the workers writing to targetFd take in turn (0 free, 1 taken): see codec-worker.ts. */
+      readonly writeLock: SharedArrayBuffer;
     }
   | { readonly id: number; readonly op: 'hash-update'; readonly hasher: number; readonly bytes: SharedArrayBuffer; readonly start: number; readonly length: number }
   | { readonly id: number; readonly op: 'hash-digest'; readonly hasher: number };

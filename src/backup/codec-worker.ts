@@ -56,7 +56,22 @@ function handle(m: CodecRequest): { reply: CodecReply; transfer: ArrayBuffer[] }
     while (hashes.compare(expected, k * PAGE_HASH_BYTES, (k + 1) * PAGE_HASH_BYTES, k * PAGE_HASH_BYTES, (k + 1) * PAGE_HASH_BYTES) === 0) k++;
     throw pieceCorrupt(m.name, m.offset, `page ${raw.readUInt32BE(k * 4)} does not match its recorded hash`);
   }
-  // Runs of consecutive page numbers are consecutive in the file: one write each.
+  // Runs of consecutive page numbers are consecutive in the file: one write each. One worker writes at a
+  // time: two writing one file contend for its inode lock in the kernel, and the loser spins there.
+  const { count, pageSize } = m;
+  const lock = new Int32Array(m.writeLock);
+  while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) Atomics.wait(lock, 0, 1);
+  try {
+    writeRuns(m, raw);
+  } finally {
+    Atomics.store(lock, 0, 0);
+    Atomics.notify(lock, 0, 1);
+  }
+  return { reply: { id: m.id, ok: true, op: 'restore', firstPgno: raw.readUInt32BE(0), lastPgno: raw.readUInt32BE((count - 1) * 4) }, transfer: [] };
+}
+
+/** Writes a restored chunk's pages at their places, a run of consecutive page numbers per write. */
+function writeRuns(m: Extract<CodecRequest, { op: 'restore' }>, raw: Buffer): void {
   const { count, pageSize } = m;
   for (let k = 0; k < count; ) {
     const pgno = raw.readUInt32BE(k * 4);
@@ -70,7 +85,6 @@ function handle(m: CodecRequest): { reply: CodecReply; transfer: ArrayBuffer[] }
     }
     k += n;
   }
-  return { reply: { id: m.id, ok: true, op: 'restore', firstPgno: raw.readUInt32BE(0), lastPgno: raw.readUInt32BE((count - 1) * 4) }, transfer: [] };
 }
 
 parentPort!.on('message', (m: CodecRequest) => {

@@ -186,6 +186,7 @@ async function applySet(repo: Repo, pool: CodecPool, set: BackupManifest, fd: nu
   const rawAt = transformed ? Math.ceil(maxStored / 64) * 64 : -1;
   const slabBytes = transformed ? rawAt + MAX_CHUNK_PAGES * (4 + pageSize) : maxStored;
   const slabs: Buffer[] = [];
+  const writeLock = new SharedArrayBuffer(4);
   let queued = 0;
   let i = 0;
   let lastPgno = 0;
@@ -235,6 +236,7 @@ async function applySet(repo: Repo, pool: CodecPool, set: BackupManifest, fd: nu
             expected,
             targetFd: fd,
             targetPath,
+            writeLock,
           };
           yield async () => ({ ...(await pool.restore(request)), count, slab });
           queued += count;
