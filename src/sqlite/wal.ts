@@ -87,16 +87,90 @@ export function walChecksum(
   length: number,
   prev: WalChecksum,
 ): WalChecksum {
-  const v = new DataView(buf.buffer, buf.byteOffset + offset, length);
-  let s0 = prev.s0;
-  let s1 = prev.s1;
-  const le = !bigEndian;
-  for (let i = 0; i < length; i += 8) {
-    s0 = (s0 + v.getUint32(i, le) + s1) >>> 0;
-    s1 = (s1 + v.getUint32(i + 4, le) + s0) >>> 0;
-  }
-  return { s0, s1 };
+  sumInto(bigEndian, buf, null, offset, length, prev.s0, prev.s1);
+  return { s0: sum0 >>> 0, s1: sum1 >>> 0 };
 }
+
+/*
+ * The checksum loop, without an object per call. It is wal.c's walChecksumBytes exactly, on int32 values:
+ * s0, s1 and the words are kept as signed 32-bit integers, each sum of three of them is exact in a double
+ * (|sum| < 2^33), and `| 0` reduces it modulo 2^32, which is what the unsigned C arithmetic does; a signed
+ * and an unsigned reading of the same 32 bits are equal modulo 2^32, so the final `>>> 0` gives the very
+ * checksum wal.c computes. The words are read through an Int32Array (one per call, or the caller's view of
+ * the whole buffer) when the bytes are 4-aligned, swapped when the checksum's byte order is not this
+ * machine's; otherwise byte by byte. wal.test.ts and fuzz.test.ts hold this to the plain DataView loop.
+ */
+
+/** This machine stores an Int32Array's words little-endian. */
+const NATIVE_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([0x01020304]).buffer)[0] === 0x04;
+
+/** Result of sumInto, as int32 (callers apply >>> 0). Module state: the hot loop allocates nothing. */
+let sum0 = 0;
+let sum1 = 0;
+
+/**
+ * Checksums buf[offset, offset+length) from (s0, s1) into sum0/sum1. words, when given, is an Int32Array over
+ * all of buf (buf.byteOffset 4-aligned); offset and length are multiples of 8.
+ */
+function sumInto(
+  bigEndian: boolean,
+  buf: Uint8Array,
+  words: Int32Array | null,
+  offset: number,
+  length: number,
+  s0: number,
+  s1: number,
+): void {
+  s0 |= 0;
+  s1 |= 0;
+  if (words === null) {
+    if (offset < 0 || length < 0 || length % 8 !== 0 || offset + length > buf.length)
+      throw new RangeError(`WAL checksum of ${length} bytes at ${offset} of ${buf.length}: out of range or not whole word pairs`);
+    const at = buf.byteOffset + offset;
+    if ((at & 3) !== 0 || length < 64) return sumBytes(bigEndian, buf, offset, length, s0, s1);
+    words = new Int32Array(buf.buffer, at, length >>> 2);
+    offset = 0; // words starts at the checksummed bytes
+  }
+  let i = offset >>> 2;
+  const end = i + (length >>> 2);
+  if (bigEndian !== NATIVE_LITTLE_ENDIAN) {
+    for (; i < end; i += 2) {
+      s0 = (s0 + words[i]! + s1) | 0;
+      s1 = (s1 + words[i + 1]! + s0) | 0;
+    }
+  } else {
+    for (; i < end; i += 2) {
+      let x = words[i]!;
+      let y = words[i + 1]!;
+      x = (x << 24) | ((x & 0xff00) << 8) | ((x >>> 8) & 0xff00) | (x >>> 24);
+      y = (y << 24) | ((y & 0xff00) << 8) | ((y >>> 8) & 0xff00) | (y >>> 24);
+      s0 = (s0 + x + s1) | 0;
+      s1 = (s1 + y + s0) | 0;
+    }
+  }
+  sum0 = s0;
+  sum1 = s1;
+}
+
+/** sumInto for unaligned bytes and short runs: the words assembled from bytes in the checksum's order. */
+function sumBytes(bigEndian: boolean, b: Uint8Array, offset: number, length: number, s0: number, s1: number): void {
+  const end = offset + length;
+  for (let i = offset; i < end; i += 8) {
+    const x = bigEndian
+      ? (b[i]! << 24) | (b[i + 1]! << 16) | (b[i + 2]! << 8) | b[i + 3]!
+      : b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
+    const y = bigEndian
+      ? (b[i + 4]! << 24) | (b[i + 5]! << 16) | (b[i + 6]! << 8) | b[i + 7]!
+      : b[i + 4]! | (b[i + 5]! << 8) | (b[i + 6]! << 16) | (b[i + 7]! << 24);
+    s0 = (s0 + x + s1) | 0;
+    s1 = (s1 + y + s0) | 0;
+  }
+  sum0 = s0;
+  sum1 = s1;
+}
+
+/** Big-endian u32 at b[at] (frame headers are big-endian whatever the checksum order). */
+const u32be = (b: Uint8Array, at: number): number => ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 
 /** Byte offset of frame frameNo (1-based) in the WAL file. */
 export function walFrameOffset(frameNo: number, pageSize: number): number {
@@ -125,23 +199,28 @@ export function checkWalFrame(
   frameNo: number,
   prev: WalChecksum,
 ): WalFrame | null {
-  const frameBytes = WAL_FRAME_HEADER_BYTES + hdr.pageSize;
-  if (offset + frameBytes > buf.length) return null;
-  const v = new DataView(buf.buffer, buf.byteOffset + offset, WAL_FRAME_HEADER_BYTES);
-  const pgno = v.getUint32(0);
-  if (pgno === 0) return null;
-  if (v.getUint32(8) !== hdr.salt1 || v.getUint32(12) !== hdr.salt2) return null;
-  let c = walChecksum(hdr.bigEndianChecksum, buf, offset, 8, prev);
-  c = walChecksum(hdr.bigEndianChecksum, buf, offset + WAL_FRAME_HEADER_BYTES, hdr.pageSize, c);
-  if (c.s0 !== v.getUint32(16) || c.s1 !== v.getUint32(20)) return null;
+  if (!frameValid(hdr, buf, null, offset, prev.s0, prev.s1)) return null;
   const pageStart = offset + WAL_FRAME_HEADER_BYTES;
   return {
     frameNo,
-    pgno,
-    commitSizePages: v.getUint32(4),
+    pgno: u32be(buf, offset),
+    commitSizePages: u32be(buf, offset + 4),
     page: buf.subarray(pageStart, pageStart + hdr.pageSize),
-    checksum: c,
+    checksum: { s0: sum0 >>> 0, s1: sum1 >>> 0 },
   };
+}
+
+/**
+ * checkWalFrame without the frame object: true when the frame at buf[offset] is a valid continuation of the
+ * checksum (s0, s1); its cumulative checksum is then in sum0/sum1. words as for sumInto.
+ */
+function frameValid(hdr: WalHeader, buf: Uint8Array, words: Int32Array | null, offset: number, s0: number, s1: number): boolean {
+  if (offset < 0 || offset + WAL_FRAME_HEADER_BYTES + hdr.pageSize > buf.length) return false;
+  if (u32be(buf, offset) === 0) return false;
+  if (u32be(buf, offset + 8) !== hdr.salt1 || u32be(buf, offset + 12) !== hdr.salt2) return false;
+  sumBytes(hdr.bigEndianChecksum, buf, offset, 8, s0, s1);
+  sumInto(hdr.bigEndianChecksum, buf, words, offset + WAL_FRAME_HEADER_BYTES, hdr.pageSize, sum0, sum1);
+  return sum0 >>> 0 === u32be(buf, offset + 16) && sum1 >>> 0 === u32be(buf, offset + 20);
 }
 
 /** One committed transaction found in the WAL: the last image of every page it wrote. */
@@ -178,38 +257,52 @@ export function scanWalFrames(
   prev: WalChecksum,
 ): WalScan {
   const frameBytes = WAL_FRAME_HEADER_BYTES + hdr.pageSize;
+  const pageSize = hdr.pageSize;
   const transactions: WalTransaction[] = [];
   let endFrame = firstFrame - 1;
   let endChecksum = prev;
-  let c = prev;
+  let c0 = prev.s0;
+  let c1 = prev.s1;
   let txnFirst = firstFrame;
-  let pages = new Map<number, Uint8Array>();
+  /** pgno -> offset of its latest page image in buf, for the transaction being read. */
+  let pages = new Map<number, number>();
   let stoppedAt: WalScan['stoppedAt'] = null;
+  // One view of the whole buffer for every page's checksum (frames are 8-byte multiples: pages stay aligned).
+  const words = (buf.byteOffset & 3) === 0 ? new Int32Array(buf.buffer, buf.byteOffset, buf.length >>> 2) : null;
   for (let frameNo = firstFrame; frameNo <= maxFrame; frameNo++) {
     const off = (frameNo - firstFrame) * frameBytes;
     if (off + frameBytes > buf.length) {
       stoppedAt = { frameNo, reason: 'incomplete' };
       break;
     }
-    const f = checkWalFrame(hdr, buf, off, frameNo, c);
-    if (!f) {
+    if (!frameValid(hdr, buf, words, off, c0, c1)) {
       stoppedAt = { frameNo, reason: 'invalid' };
       break;
     }
-    c = f.checksum;
-    pages.set(f.pgno, f.page);
-    if (f.commitSizePages !== 0) {
+    c0 = sum0 >>> 0;
+    c1 = sum1 >>> 0;
+    pages.set(u32be(buf, off), off + WAL_FRAME_HEADER_BYTES);
+    const commitSizePages = u32be(buf, off + 4);
+    if (commitSizePages !== 0) {
       // A commit that shrinks the file (VACUUM, auto-vacuum) may leave frames for pages past the new end.
-      const sorted = [...pages.entries()].filter(([p]) => p <= f.commitSizePages).sort((a, b) => a[0] - b[0]);
+      const sorted: Array<readonly [number, Uint8Array]> = [];
+      let ascending = true;
+      for (const [pgno, at] of pages) {
+        if (pgno > commitSizePages) continue;
+        if (sorted.length > 0 && pgno < sorted[sorted.length - 1]![0]) ascending = false;
+        sorted.push([pgno, buf.subarray(at, at + pageSize)]);
+      }
+      if (!ascending) sorted.sort((a, b) => a[0] - b[0]);
+      const checksum = { s0: c0, s1: c1 };
       transactions.push({
         firstFrame: txnFirst,
         commitFrame: frameNo,
-        sizePages: f.commitSizePages,
+        sizePages: commitSizePages,
         pages: sorted,
-        checksum: c,
+        checksum,
       });
       endFrame = frameNo;
-      endChecksum = c;
+      endChecksum = checksum;
       txnFirst = frameNo + 1;
       pages = new Map();
     }
