@@ -42,7 +42,8 @@ export class ChangeTracker {
       this.clear();
       this.firstLsn = lsn;
     }
-    const c: Changes = pgnos === 'all' ? { all: sizePages } : Uint32Array.from(pgnos);
+    // From an array (what the archive's writer passes), the constructor copies without the iterator protocol.
+    const c: Changes = pgnos === 'all' ? { all: sizePages } : Array.isArray(pgnos) ? new Uint32Array(pgnos as number[]) : Uint32Array.from(pgnos);
     this.changes.push(c);
     this.pages += weight(c);
     while (this.pages > this.maxPages && this.changes.length - this.head > 1) {

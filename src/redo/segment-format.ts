@@ -129,6 +129,185 @@ export function encodePartBuffers(p: RecordPart): [Buffer, Buffer] {
   return [head, body];
 }
 
+/*
+ * The same frame, written without msgpackr and without an intermediate copy of the pages: encodeFramedPart
+ * lays out the very bytes encodePartBuffers produces (header, then body) in one buffer, copying each page
+ * image once, from wherever the record holds it. The layout is msgpackr's for this Packr (useRecords false):
+ *   a map16 (0xde, count) of one-letter fixstr keys in the order k l t n p e g d w [z];
+ *   k a one-letter fixstr; l and t int64 (0xd3) below 2^63, uint64 (0xcf) above; n, p and the five numbers
+ *   of w as msgpackr writes a non-negative integer below 2^32 (itself below 0x80, then 0xcc, 0xcd, 0xce);
+ *   e a boolean; g and d bin8/16/32 by length; w a fixarray of 5, or nil; z true when present.
+ * Anything else (a note: msgpackr has several encodings of a string; an integer outside those ranges; a page
+ * shorter than pageSize) is left to encodePartBuffers: encodeFramedPart returns null. segment.test.ts holds
+ * the two to the same bytes over random records.
+ */
+
+/** Bytes of a non-negative integer below 2^32 as msgpackr writes it (useRecords: false). */
+const uintBytes = (v: number): number => (v < 0x80 ? 1 : v < 0x100 ? 2 : v < 0x10000 ? 3 : 5);
+const binHeadBytes = (n: number): number => (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5);
+const isU32Int = (v: number): boolean => v >>> 0 === v;
+const BIGINT_MAX_U64 = 0xffffffffffffffffn;
+const BIGINT_MIN_U64_AS_UINT = 0x8000000000000000n;
+
+function putUint(b: Buffer, at: number, v: number): number {
+  if (v < 0x80) {
+    b[at] = v;
+    return at + 1;
+  }
+  if (v < 0x100) {
+    b[at] = 0xcc;
+    b[at + 1] = v;
+    return at + 2;
+  }
+  if (v < 0x10000) {
+    b[at] = 0xcd;
+    b.writeUInt16BE(v, at + 1);
+    return at + 3;
+  }
+  b[at] = 0xce;
+  b.writeUInt32BE(v, at + 1);
+  return at + 5;
+}
+
+function putBinHead(b: Buffer, at: number, n: number): number {
+  if (n < 0x100) {
+    b[at] = 0xc4;
+    b[at + 1] = n;
+    return at + 2;
+  }
+  if (n < 0x10000) {
+    b[at] = 0xc5;
+    b.writeUInt16BE(n, at + 1);
+    return at + 3;
+  }
+  b[at] = 0xc6;
+  b.writeUInt32BE(n, at + 1);
+  return at + 5;
+}
+
+/** A bigint in [0, 2^64), as msgpackr writes it: int64 while it fits, else uint64. */
+function putBigint(b: Buffer, at: number, v: bigint): number {
+  if (v < BIGINT_MIN_U64_AS_UINT) {
+    b[at] = 0xd3;
+    b.writeBigInt64BE(v, at + 1);
+  } else {
+    b[at] = 0xcf;
+    b.writeBigUInt64BE(v, at + 1);
+  }
+  return at + 9;
+}
+
+/** A one-letter fixstr key. */
+function putKey(b: Buffer, at: number, key: number): number {
+  b[at] = 0xa1;
+  b[at + 1] = key;
+  return at + 2;
+}
+
+/** The fields of a record every part of it repeats. */
+export interface PartMeta {
+  readonly kind: RecordKind;
+  readonly lsn: Lsn;
+  readonly commitTimeUs: bigint;
+  readonly sizePages: number;
+  readonly wal: WalPosition | null;
+  readonly note?: string | undefined;
+  readonly continuityBreak?: boolean | undefined;
+}
+
+/**
+ * Part `part` of a record: pages[from, from+count) framed as one buffer [8-byte part header, body], byte for
+ * byte encodePart of the same part (see above), or null when this part is for encodePartBuffers to write.
+ */
+export function encodeFramedPart(
+  meta: PartMeta,
+  pages: ReadonlyArray<readonly [number, Uint8Array]>,
+  from: number,
+  count: number,
+  part: number,
+  last: boolean,
+  pageSize: number,
+): Buffer | null {
+  if (meta.note !== undefined) return null;
+  const code = KIND_CODE[meta.kind];
+  if (code === undefined) return null;
+  const { lsn, commitTimeUs: t, sizePages: n, wal } = meta;
+  if (typeof lsn !== 'bigint' || lsn < 0n || lsn > BIGINT_MAX_U64 || typeof t !== 'bigint' || t < 0n || t > BIGINT_MAX_U64) return null;
+  if (!isU32Int(n) || !isU32Int(part)) return null;
+  let walBytes = 1;
+  if (wal) {
+    const { salt1, salt2, commitFrame, s0, s1 } = wal;
+    if (!isU32Int(salt1) || !isU32Int(salt2) || !isU32Int(commitFrame) || !isU32Int(s0) || !isU32Int(s1)) return null;
+    walBytes = 1 + uintBytes(salt1) + uintBytes(salt2) + uintBytes(commitFrame) + uintBytes(s0) + uintBytes(s1);
+  }
+  for (let i = from; i < from + count; i++) {
+    const pg = pages[i]!;
+    if (!isU32Int(pg[0]) || pg[1].length < pageSize) return null;
+  }
+  const brk = meta.continuityBreak === true;
+  const gLen = count * 4;
+  const dLen = count * pageSize;
+  const bodyLen =
+    3 + // map16
+    4 + // k
+    11 + // l
+    11 + // t
+    2 + uintBytes(n) +
+    2 + uintBytes(part) +
+    3 + // e
+    2 + binHeadBytes(gLen) + gLen +
+    2 + binHeadBytes(dLen) + dLen +
+    2 + walBytes +
+    (brk ? 3 : 0);
+  const out = Buffer.allocUnsafe(PART_HEADER_BYTES + bodyLen);
+  let at = PART_HEADER_BYTES;
+  out[at++] = 0xde;
+  out[at++] = 0;
+  out[at++] = brk ? 10 : 9;
+  at = putKey(out, at, 0x6b); // k
+  at = putKey(out, at, code.charCodeAt(0));
+  at = putKey(out, at, 0x6c); // l
+  at = putBigint(out, at, lsn);
+  at = putKey(out, at, 0x74); // t
+  at = putBigint(out, at, t);
+  at = putKey(out, at, 0x6e); // n
+  at = putUint(out, at, n);
+  at = putKey(out, at, 0x70); // p
+  at = putUint(out, at, part);
+  at = putKey(out, at, 0x65); // e
+  out[at++] = last ? 0xc3 : 0xc2;
+  at = putKey(out, at, 0x67); // g
+  at = putBinHead(out, at, gLen);
+  for (let i = from; i < from + count; i++) {
+    out.writeUInt32BE(pages[i]![0], at);
+    at += 4;
+  }
+  at = putKey(out, at, 0x64); // d
+  at = putBinHead(out, at, dLen);
+  for (let i = from; i < from + count; i++) {
+    const page = pages[i]![1];
+    out.set(page.length === pageSize ? page : page.subarray(0, pageSize), at);
+    at += pageSize;
+  }
+  at = putKey(out, at, 0x77); // w
+  if (wal) {
+    out[at++] = 0x95;
+    at = putUint(out, at, wal.salt1);
+    at = putUint(out, at, wal.salt2);
+    at = putUint(out, at, wal.commitFrame);
+    at = putUint(out, at, wal.s0);
+    at = putUint(out, at, wal.s1);
+  } else out[at++] = 0xc0;
+  if (brk) {
+    at = putKey(out, at, 0x7a); // z
+    out[at++] = 0xc3;
+  }
+  if (at !== out.length) throw new Error(`assert: encoded a part of ${at} bytes into ${out.length}`);
+  out.writeUInt32BE(bodyLen, 0);
+  out.writeUInt32BE(crc32(out.subarray(PART_HEADER_BYTES)), 4);
+  return out;
+}
+
 const isU32 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
 const toBigint = (v: unknown): bigint | null =>
   typeof v === 'bigint' ? v : typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : null;

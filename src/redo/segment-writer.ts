@@ -15,6 +15,7 @@ import { ioError } from '../error/index.js';
 import {
   MAX_PART_PAGE_BYTES,
   SEGMENT_HEADER_BYTES,
+  encodeFramedPart,
   encodePart,
   encodePartBuffers,
   encodeSegmentHeader,
@@ -52,8 +53,14 @@ export function* recordParts(
   const perPart = Math.max(1, Math.floor(MAX_PART_PAGE_BYTES / pageSize));
   // Each page is copied into the part's buffer as it arrives: the iterator may reuse its buffers (a base
   // reads the database through one buffer), so a view kept for later would be overwritten.
+  // The fields a part carries, named one by one: a spread would also copy whatever else meta holds (a
+  // record passed as its own meta brings its whole pages array along) into every part.
   const make = (pgnos: number[], data: Buffer, part: number, last: boolean): RecordPart => ({
-    ...meta,
+    kind: meta.kind,
+    lsn: meta.lsn,
+    commitTimeUs: meta.commitTimeUs,
+    sizePages: meta.sizePages,
+    wal: meta.wal,
     note: meta.note,
     continuityBreak: meta.continuityBreak === true,
     part,
@@ -93,16 +100,41 @@ export function* recordParts(
 const framedOf = new WeakMap<RedoRecord, Buffer[]>();
 
 /**
- * A record framed as the archive holds it (and as redo messages carry it): [part header, body] pairs. Framed
- * once per record object: a record the archive's writer appended is not framed again for standbys.
+ * A record framed as the archive holds it (and as redo messages carry it): its parts back to back, as buffers
+ * to be written in order (one [header + body] buffer per part, or [header, body] pairs). Framed once per
+ * record object: a record the archive's writer appended is not framed again for standbys.
+ *
+ * The buffers are the record's own, never shared with or reused by anything: each is allocated here for this
+ * record (encodeFramedPart copies the page images in; encodePartBuffers packs them into msgpackr's output,
+ * which it never writes over again), so what the WeakMap and the redo server's ring keep cannot change when
+ * the pages' source (a WAL read buffer, a base's page buffer) is reused.
  */
 export function framedRecord(r: RedoRecord, pageSize: number): Buffer[] {
   let bufs = framedOf.get(r);
   if (!bufs) {
-    bufs = [];
-    for (const p of recordParts(r, r.pages, pageSize)) bufs.push(...encodePartBuffers(p));
+    bufs = (Array.isArray(r.pages) && framedDirect(r, r.pages, pageSize)) || framedViaParts(r, pageSize);
     framedOf.set(r, bufs);
   }
+  return bufs;
+}
+
+/** The record's parts as recordParts splits them, each written by encodeFramedPart; null if one cannot be. */
+function framedDirect(r: RedoRecord, pages: ReadonlyArray<readonly [number, Uint8Array]>, pageSize: number): Buffer[] | null {
+  const perPart = Math.max(1, Math.floor(MAX_PART_PAGE_BYTES / pageSize));
+  const parts = Math.max(1, Math.ceil(pages.length / perPart));
+  const bufs: Buffer[] = [];
+  for (let k = 0; k < parts; k++) {
+    const from = k * perPart;
+    const b = encodeFramedPart(r, pages, from, Math.min(perPart, pages.length - from), k, k === parts - 1, pageSize);
+    if (!b) return null;
+    bufs.push(b);
+  }
+  return bufs;
+}
+
+function framedViaParts(r: RedoRecord, pageSize: number): Buffer[] {
+  const bufs: Buffer[] = [];
+  for (const p of recordParts(r, r.pages, pageSize)) bufs.push(...encodePartBuffers(p));
   return bufs;
 }
 

@@ -30,6 +30,7 @@ import {
   SEGMENT_HEADER_BYTES,
   decodePartBody,
   decodeSegmentHeader,
+  encodeFramedPart,
   encodePart,
   encodeSegmentHeader,
   parseSegmentName,
@@ -38,7 +39,7 @@ import {
   type SegmentHeader,
 } from './segment-format.js';
 import { SegmentReader } from './segment-reader.js';
-import { SegmentWriter, recordParts } from './segment-writer.js';
+import { SegmentWriter, framedRecord, recordParts } from './segment-writer.js';
 import type { Lsn, RecordKind, RedoRecord } from './types.js';
 
 const ROOT = mkdtempSync(join(tmpdir(), 'redoship-segment-test-'));
@@ -423,6 +424,97 @@ describe('records split into parts', () => {
       expect(w.recovered, `cut at ${cut}`).toMatch(/torn tail/);
       w.close({ seal: false });
       expect(readFileSync(seg).length).toBe(SEGMENT_HEADER_BYTES);
+    }
+  });
+});
+
+describe('parts framed without msgpackr (encodeFramedPart)', () => {
+  /** The part as recordParts would make it, for encodePart (msgpackr): the reference bytes. */
+  const asPart = (r: RedoRecord, from: number, count: number, part: number, last: boolean, pageSize: number): RecordPart => ({
+    kind: r.kind,
+    lsn: r.lsn,
+    commitTimeUs: r.commitTimeUs,
+    sizePages: r.sizePages,
+    wal: r.wal,
+    note: r.note,
+    continuityBreak: r.continuityBreak === true,
+    part,
+    last,
+    pgnos: Uint32Array.from(r.pages.slice(from, from + count).map(([p]) => p)),
+    pageData: Buffer.concat(r.pages.slice(from, from + count).map(([, d]) => d.subarray(0, pageSize))),
+  });
+  const U32_EDGES = [0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xffffffff];
+  const BIG_EDGES = [0n, 1n, 0x7fn, 0x80n, 0xffffffffn, 0x100000000n, 2n ** 53n + 1n, 2n ** 63n - 1n, 2n ** 63n, 2n ** 64n - 1n];
+
+  test('the same bytes as encodePart over random records, at every integer and length boundary', () => {
+    const rng = prng(11);
+    let compared = 0;
+    for (let i = 0; i < 3000; i++) {
+      const pageSize = rng.pick([512, 1024, 4096, 65536]);
+      const base = randomRecord(rng, 1n, pageSize, pageSize === 65536 ? 3 : 20);
+      const { note: _note, ...noNote } = base;
+      const r: RedoRecord = {
+        ...noNote,
+        lsn: (rng.next() < 0.5 ? BigInt(1 + rng.int(1000)) : rng.pick(BIG_EDGES)) as Lsn,
+        commitTimeUs: rng.next() < 0.5 ? base.commitTimeUs : rng.pick(BIG_EDGES),
+        sizePages: rng.next() < 0.5 ? base.sizePages : rng.pick(U32_EDGES),
+        wal: rng.next() < 0.5 || !base.wal ? base.wal : { salt1: rng.pick(U32_EDGES), salt2: rng.pick(U32_EDGES), commitFrame: rng.pick(U32_EDGES), s0: rng.pick(U32_EDGES), s1: rng.pick(U32_EDGES) },
+      };
+      const part = rng.next() < 0.5 ? rng.int(3) : rng.pick(U32_EDGES);
+      const last = rng.next() < 0.5;
+      const from = rng.int(r.pages.length + 1);
+      const count = rng.int(r.pages.length - from + 1);
+      const got = encodeFramedPart(r, r.pages, from, count, part, last, pageSize);
+      const want = encodePart(asPart(r, from, count, part, last, pageSize));
+      expect(got, `iteration ${i}`).not.toBeNull();
+      expect(got!.equals(want), `iteration ${i}: ${got!.toString('hex').slice(0, 200)} vs ${want.toString('hex').slice(0, 200)}`).toBe(true);
+      compared++;
+    }
+    expect(compared).toBe(3000);
+  });
+
+  test('page lists crossing bin8/bin16/bin32 lengths (64 and 16384 page numbers)', () => {
+    for (const n of [0, 1, 63, 64, 65, 16383, 16384]) {
+      const page = Buffer.alloc(512, n & 0xff);
+      const r: RedoRecord = { kind: 'txn', lsn: 9n as Lsn, commitTimeUs: 5n, sizePages: n + 1, pages: Array.from({ length: n }, (_, i) => [i + 1, page] as const), wal: null };
+      expect(encodeFramedPart(r, r.pages, 0, n, 0, true, 512)!.equals(encodePart(asPart(r, 0, n, 0, true, 512))), `${n} pages`).toBe(true);
+    }
+  });
+
+  test('what it does not write itself is left to msgpackr: notes, negative or huge integers, short pages', () => {
+    const page = Buffer.alloc(512, 1);
+    const r: RedoRecord = { kind: 'txn', lsn: 2n as Lsn, commitTimeUs: 5n, sizePages: 3, pages: [[1, page]], wal: null };
+    expect(encodeFramedPart({ ...r, note: '' }, r.pages, 0, 1, 0, true, 512)).toBeNull();
+    expect(encodeFramedPart({ ...r, lsn: 2n ** 64n as Lsn }, r.pages, 0, 1, 0, true, 512)).toBeNull();
+    expect(encodeFramedPart({ ...r, commitTimeUs: -1n }, r.pages, 0, 1, 0, true, 512)).toBeNull();
+    expect(encodeFramedPart({ ...r, sizePages: -1 }, r.pages, 0, 1, 0, true, 512)).toBeNull();
+    expect(encodeFramedPart({ ...r, sizePages: 1.5 }, r.pages, 0, 1, 0, true, 512)).toBeNull();
+    expect(encodeFramedPart({ ...r, wal: { salt1: -1, salt2: 0, commitFrame: 0, s0: 0, s1: 0 } }, r.pages, 0, 1, 0, true, 512)).toBeNull();
+    expect(encodeFramedPart(r, [[1, page.subarray(0, 100)]], 0, 1, 0, true, 512)).toBeNull();
+    expect(encodeFramedPart(r, [[2 ** 32, page]], 0, 1, 0, true, 512)).toBeNull();
+    // framedRecord then frames them as before, through recordParts and msgpackr.
+    const noted: RedoRecord = { ...r, note: 'ünïcødé ✓', continuityBreak: true };
+    expect(Buffer.concat(framedRecord(noted, 512)).equals(Buffer.concat([...recordParts(noted, noted.pages, 512)].map(encodePart)))).toBe(true);
+  });
+
+  test('framedRecord: every part of a multi-part record as recordParts + encodePart, in buffers of its own', () => {
+    const pageSize = 65536;
+    const per = MAX_PART_PAGE_BYTES / pageSize;
+    const rng = prng(12);
+    for (const n of [0, 1, per, per + 1, 2 * per]) {
+      const source = Buffer.alloc(n * pageSize);
+      for (let i = 0; i < n; i++) source.set(rng.bytes(16), i * pageSize + 7);
+      const pages = Array.from({ length: n }, (_, i) => [i + 1, source.subarray(i * pageSize, (i + 1) * pageSize)] as const);
+      const r: RedoRecord = { kind: 'txn', lsn: 3n as Lsn, commitTimeUs: 7n, sizePages: Math.max(1, n), pages, wal: { salt1: 1, salt2: 2, commitFrame: 3, s0: 4, s1: 5 } };
+      const want = Buffer.concat([...recordParts(r, pages, pageSize)].map(encodePart));
+      const framed = framedRecord(r, pageSize);
+      expect(framed.length).toBe(Math.max(1, Math.ceil(n / per)));
+      expect(Buffer.concat(framed).equals(want), `${n} pages`).toBe(true);
+      expect(framedRecord(r, pageSize)).toBe(framed); // framed once per record object
+      // The frames copied the pages: reusing the source (a WAL read buffer) does not change what is kept.
+      source.fill(0xee);
+      expect(Buffer.concat(framed).equals(want)).toBe(true);
+      for (const b of framed) expect(b.buffer === source.buffer).toBe(false);
     }
   });
 });
