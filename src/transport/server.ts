@@ -323,6 +323,13 @@ export class RedoServer {
     s.ws.send(encodeMessage(m), { binary: true }, cb);
   }
 
+  /** send() of a message already encoded (encodeRedoMessage). */
+  private sendEncoded(s: Session, data: Buffer, cb: (err?: Error) => void): void {
+    if (s.ws.readyState !== s.ws.OPEN) return;
+    s.lastSendMs = Date.now();
+    s.ws.send(data, { binary: true }, cb);
+  }
+
   /** Sends what the archive holds past what this session was sent, within the in-flight bound. */
   private pump(s: Session): void {
     if (!s.cursor || s.pumping || this.closed) return;
@@ -332,11 +339,12 @@ export class RedoServer {
       while (s.cursor && s.inFlight < max && s.ws.readyState === s.ws.OPEN) {
         const parts = s.cursor.read(MAX_REDO_MESSAGE_BYTES);
         if (parts.length === 0) break;
-        const buf = parts.length === 1 ? Buffer.from(parts[0]!.raw) : Buffer.concat(parts.map((p) => p.raw));
-        s.inFlight += buf.length;
+        let bytes = 0;
+        for (const p of parts) bytes += p.raw.length;
+        s.inFlight += bytes;
         s.sentLsn = s.cursor.nextLsn - 1n;
-        this.send(s, { t: 'redo', parts: buf, lastLsn: this.source.lastLsn(), timeUs: nowUs() }, () => {
-          s.inFlight -= buf.length;
+        this.sendEncoded(s, encodeRedoMessage(parts, bytes, this.source.lastLsn(), nowUs()), () => {
+          s.inFlight -= bytes;
           this.pump(s);
         });
       }
@@ -415,6 +423,52 @@ export class RedoServer {
     await new Promise<void>((r) => this.wss.close(() => r()));
     await new Promise<void>((r) => this.http.close(() => r()));
   }
+}
+
+/*
+ * A redo message, { t: 'redo', parts, lastLsn, timeUs }, byte for byte as encodeMessage (msgpackr) writes it,
+ * with the framed parts copied once, straight into the message: a map16 of 4 (0xde 00 04), fixstr keys in
+ * that order, 'redo' a fixstr, parts a bin8/16/32, lastLsn and timeUs int64 (0xd3) below 2^63. A value outside
+ * that (never, for LSNs and microsecond times) goes through encodeMessage. server.test.ts holds the two to the
+ * same bytes.
+ */
+const REDO_HEAD = Buffer.from([0xde, 0x00, 0x04, 0xa1, 0x74, 0xa4, ...Buffer.from('redo'), 0xa5, ...Buffer.from('parts')]);
+const LAST_LSN_KEY = Buffer.from([0xa7, ...Buffer.from('lastLsn')]);
+const TIME_US_KEY = Buffer.from([0xa6, ...Buffer.from('timeUs')]);
+const INT64_LIMIT = 0x8000000000000000n;
+
+/** The redo message carrying parts (bytes: their total length). */
+export function encodeRedoMessage(parts: ReadonlyArray<{ readonly raw: Uint8Array }>, bytes: number, lastLsn: bigint, timeUs: bigint): Buffer {
+  if (lastLsn < 0n || lastLsn >= INT64_LIMIT || timeUs < 0n || timeUs >= INT64_LIMIT)
+    return encodeMessage({ t: 'redo', parts: Buffer.concat(parts.map((p) => p.raw)), lastLsn, timeUs });
+  const binHead = bytes < 0x100 ? 2 : bytes < 0x10000 ? 3 : 5;
+  const out = Buffer.allocUnsafe(REDO_HEAD.length + binHead + bytes + LAST_LSN_KEY.length + 9 + TIME_US_KEY.length + 9);
+  let at = REDO_HEAD.copy(out, 0);
+  if (binHead === 2) {
+    out[at] = 0xc4;
+    out[at + 1] = bytes;
+  } else if (binHead === 3) {
+    out[at] = 0xc5;
+    out.writeUInt16BE(bytes, at + 1);
+  } else {
+    out[at] = 0xc6;
+    out.writeUInt32BE(bytes, at + 1);
+  }
+  at += binHead;
+  for (const p of parts) {
+    out.set(p.raw, at);
+    at += p.raw.length;
+  }
+  at += LAST_LSN_KEY.copy(out, at);
+  out[at] = 0xd3;
+  out.writeBigInt64BE(lastLsn, at + 1);
+  at += 9;
+  at += TIME_US_KEY.copy(out, at);
+  out[at] = 0xd3;
+  out.writeBigInt64BE(timeUs, at + 1);
+  at += 9;
+  if (at !== out.length) throw new Error(`assert: encoded a redo message of ${at} bytes into ${out.length}`);
+  return out;
 }
 
 /** Listens, or fails with a RedoshipError that says why (the port is taken, the address is not ours). */
