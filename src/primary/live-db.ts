@@ -211,9 +211,17 @@ export class LiveDatabase {
     return row;
   }
 
+  /*
+   * Read buffers for the wal-index and WAL headers, reused by every read (capture reads the wal-index several
+   * times per wake-up): parseWalIndexHeader and parseWalHeader return numbers only, never a view of the
+   * buffer, so nothing read earlier changes when the next read overwrites it.
+   */
+  private readonly walIndexBuf = Buffer.alloc(WAL_INDEX_HEADER_BYTES);
+  private readonly walHeaderBuf = Buffer.alloc(WAL_HEADER_BYTES);
+
   /** A consistent wal-index header, retried as SQLite's readers do; null if the -shm never settles. */
   readWalIndex(): WalIndexHeader | null {
-    const buf = Buffer.alloc(WAL_INDEX_HEADER_BYTES);
+    const buf = this.walIndexBuf;
     for (let i = 0; i < 100; i++) {
       const n = readSync(this.shmFd, buf, 0, WAL_INDEX_HEADER_BYTES, 0);
       const h = parseWalIndexHeader(buf.subarray(0, n));
@@ -223,7 +231,7 @@ export class LiveDatabase {
   }
 
   readWalHeader(): WalHeader | null {
-    const buf = Buffer.alloc(WAL_HEADER_BYTES);
+    const buf = this.walHeaderBuf;
     const n = readSync(this.walFd, buf, 0, WAL_HEADER_BYTES, 0);
     return parseWalHeader(buf.subarray(0, n));
   }
