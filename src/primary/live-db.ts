@@ -173,7 +173,9 @@ export class LiveDatabase {
    */
   tryWriteLock(timeoutMs: number): boolean {
     const c = this.conns[1 - this.reader]!;
-    c.pragma(`busy_timeout = ${Math.max(0, Math.round(timeoutMs))}`);
+    // Prepared once per distinct timeout (a few: the options' values): a checkpoint cycle runs this several
+    // times a second under load, and c.pragma() prepares its statement on every call.
+    this.stmt(c, `PRAGMA busy_timeout = ${Math.max(0, Math.round(timeoutMs))}`).get();
     try {
       this.stmt(c, 'BEGIN IMMEDIATE').run();
       this.writeLocked = c;
@@ -182,7 +184,7 @@ export class LiveDatabase {
       if ((e as { code?: string }).code?.startsWith('SQLITE_BUSY')) return false;
       throw e;
     } finally {
-      c.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
+      this.stmt(c, `PRAGMA busy_timeout = ${READ_BUSY_TIMEOUT_MS}`).get();
     }
   }
 
@@ -204,7 +206,7 @@ export class LiveDatabase {
     this.stmt(c, 'COMMIT').run();
     let row: { busy: number; log: number; checkpointed: number };
     try {
-      row = c.prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as typeof row;
+      row = this.stmt(c, 'PRAGMA wal_checkpoint(PASSIVE)').get() as typeof row;
     } finally {
       this.beginRead(c);
     }

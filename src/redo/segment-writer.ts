@@ -322,7 +322,8 @@ export class SegmentWriter {
     try {
       for (const b of bufs()) {
         if (Array.isArray(b)) {
-          for (let i = 0; i < b.length; i += 512) at = writeAllv(this.fd, b.slice(i, i + 512), at);
+          if (b.length <= 512) at = writeAllv(this.fd, b, at);
+          else for (let i = 0; i < b.length; i += 512) at = writeAllv(this.fd, b.slice(i, i + 512), at);
           continue;
         }
         let done = 0;
