@@ -52,6 +52,43 @@ describe('ChangeTracker', () => {
   });
 });
 
+describe('ChangeTracker against a plain model (one array per record, the former storage)', () => {
+  test('random notes, gaps, bases and bounds: the same range and pages, through many wrap-arounds of its rings', () => {
+    const rand = prng(7);
+    for (const maxPages of [1, 5, 37, 300]) {
+      const t = new ChangeTracker(maxPages);
+      let model: { first: bigint; recs: Array<number[] | { all: number }> } = { first: 0n, recs: [] };
+      const weight = (c: number[] | { all: number }) => (Array.isArray(c) ? c.length : 1);
+      let lsn = 1n;
+      for (let i = 0; i < 4000; i++) {
+        if (rand() < 0.01) lsn += 2n; // a gap: both start over
+        const all = rand() < 0.05;
+        const pgnos = Array.from({ length: Math.floor(rand() * (rand() < 0.02 ? 3 * maxPages + 2 : 8)) }, () => 1 + Math.floor(rand() * 1000));
+        const sizePages = Math.floor(rand() * 20);
+        const given = rand() < 0.5 ? pgnos : new Set(pgnos); // an array may repeat a page: each one counts
+        t.note(L(Number(lsn)), all ? 'all' : given, sizePages);
+        const c = all ? { all: sizePages } : [...given];
+        if (model.recs.length === 0 || lsn !== model.first + BigInt(model.recs.length)) model = { first: lsn, recs: [] };
+        model.recs.push(c);
+        let held = model.recs.reduce((n, r) => n + weight(r), 0);
+        while (held > maxPages && model.recs.length > 1) {
+          held -= weight(model.recs.shift()!);
+          model.first++;
+        }
+        lsn++;
+        expect(t.range).toEqual({ firstLsn: model.first, lastLsn: model.first + BigInt(model.recs.length - 1) });
+        if (i % 7 === 0) {
+          const a = Math.floor(rand() * model.recs.length);
+          const b = a + Math.floor(rand() * (model.recs.length - a));
+          const want = new Set<number>();
+          for (const r of model.recs.slice(a, b + 1)) for (const p of Array.isArray(r) ? r : Array.from({ length: r.all }, (_, k) => k + 1)) want.add(p);
+          expect(sorted(t.pagesWritten(model.first + BigInt(a), model.first + BigInt(b))), `max ${maxPages} note ${i}`).toEqual(sorted(want));
+        }
+      }
+    }
+  });
+});
+
 describe('change tracking against the segments', () => {
   test('random records and ranges: the tracker answers what the segments hold', () => {
     const rand = prng(20261122);

@@ -17,50 +17,66 @@ import type { Lsn } from './types.js';
 /** 4 Mi page numbers (16 MiB): the changes behind a level 1 of 16 GiB of 4 KiB pages. */
 export const MAX_TRACKED_PAGES = 4 * 1024 * 1024;
 
-/** The pages one record wrote: their numbers, or every page up to sizePages (a base). */
-type Changes = Uint32Array | { readonly all: number };
-
+/*
+ * Storage: two rings of numbers, no object per record. A primary notes ~1,000 records a second and holds up to
+ * MAX_TRACKED_PAGES page numbers (~750,000 small records); one Uint32Array each was ~100 bytes of heap per
+ * record that every full garbage collection had to mark. Here:
+ *  - pg holds the page numbers of the records held, oldest first, from pgHead on (wrapping), pgLen of them;
+ *  - rec holds one number per record, oldest first, from recHead on (wrapping), count of them: n >= 0 for a
+ *    record that wrote n pages (its numbers are the next n in pg), or -(sizePages + 1) for one that wrote every
+ *    page 1..sizePages (a base: no page numbers stored, weight 1, as before).
+ * Both grow by doubling when full. The newest record is kept even when it alone exceeds maxPages.
+ */
 export class ChangeTracker {
   private firstLsn = 0n;
-  /** changes[i] belongs to LSN firstLsn + i. */
-  private changes: Changes[] = [];
-  private head = 0;
+  private rec = new Float64Array(64);
+  private recHead = 0;
+  private count = 0;
+  private pg = new Uint32Array(256);
+  private pgHead = 0;
+  private pgLen = 0;
+  /** Weight held: page numbers, plus 1 per "every page" record. */
   private pages = 0;
 
   constructor(private readonly maxPages = MAX_TRACKED_PAGES) {}
 
   /** The range held, or null when nothing is. */
   get range(): { readonly firstLsn: bigint; readonly lastLsn: bigint } | null {
-    const n = this.changes.length - this.head;
-    return n === 0 ? null : { firstLsn: this.firstLsn, lastLsn: this.firstLsn + BigInt(n - 1) };
+    return this.count === 0 ? null : { firstLsn: this.firstLsn, lastLsn: this.firstLsn + BigInt(this.count - 1) };
   }
 
   /** A durable record: the pages it wrote (ascending or not), or 'all' pages 1..sizePages (a base). */
   note(lsn: Lsn, pgnos: Iterable<number> | 'all', sizePages: number): void {
-    const r = this.range;
-    if (!r || lsn !== r.lastLsn + 1n) {
+    if (this.count === 0 || lsn !== this.firstLsn + BigInt(this.count)) {
       this.clear();
       this.firstLsn = lsn;
     }
-    // From an array (what the archive's writer passes), the constructor copies without the iterator protocol.
-    const c: Changes = pgnos === 'all' ? { all: sizePages } : Array.isArray(pgnos) ? new Uint32Array(pgnos as number[]) : Uint32Array.from(pgnos);
-    this.changes.push(c);
-    this.pages += weight(c);
-    while (this.pages > this.maxPages && this.changes.length - this.head > 1) {
-      this.pages -= weight(this.changes[this.head]!);
-      this.changes[this.head++] = EMPTY;
-      this.firstLsn++;
+    const list = pgnos === 'all' ? null : Array.isArray(pgnos) ? (pgnos as readonly number[]) : [...pgnos];
+    const weight = list === null ? 1 : list.length;
+    // The oldest records go first, the newest never: dropped before it is added, so that pg never needs room
+    // for more than max(maxPages, its own pages).
+    while (this.count > 0 && this.pages + weight > this.maxPages) this.dropOldest();
+    if (list === null) this.pushRec(-(sizePages + 1));
+    else {
+      const n = list.length;
+      if (this.pgLen + n > this.pg.length) this.growPg(this.pgLen + n);
+      const cap = this.pg.length;
+      let at = (this.pgHead + this.pgLen) % cap;
+      for (let i = 0; i < n; i++) {
+        this.pg[at] = list[i]!; // ToUint32, as Uint32Array.from did
+        if (++at === cap) at = 0;
+      }
+      this.pgLen += n;
+      this.pushRec(n);
     }
-    // Drop the dead front now and then, not on every note.
-    if (this.head > 4096 && this.head * 2 > this.changes.length) {
-      this.changes = this.changes.slice(this.head);
-      this.head = 0;
-    }
+    this.pages += weight;
   }
 
   clear(): void {
-    this.changes = [];
-    this.head = 0;
+    this.recHead = 0;
+    this.count = 0;
+    this.pgHead = 0;
+    this.pgLen = 0;
     this.pages = 0;
     this.firstLsn = 0n;
   }
@@ -74,16 +90,50 @@ export class ChangeTracker {
   pagesWritten(fromLsn: bigint, toLsn: bigint): Set<number> {
     if (!this.covers(fromLsn, toLsn)) throw new Error(`assert: change tracking holds ${JSON.stringify(this.range, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}, not ${fromLsn}..${toLsn}`);
     const out = new Set<number>();
-    const from = this.head + Number(fromLsn - this.firstLsn);
-    const to = this.head + Number(toLsn - this.firstLsn);
-    for (let i = from; i <= to; i++) {
-      const c = this.changes[i]!;
-      if (c instanceof Uint32Array) for (const p of c) out.add(p);
-      else for (let p = 1; p <= c.all; p++) out.add(p);
+    const from = Number(fromLsn - this.firstLsn);
+    const to = Number(toLsn - this.firstLsn);
+    const recCap = this.rec.length;
+    const pgCap = this.pg.length;
+    let at = this.pgHead; // page numbers of record i start here
+    for (let i = 0; i <= to; i++) {
+      const c = this.rec[(this.recHead + i) % recCap]!;
+      if (c >= 0) {
+        if (i >= from) for (let k = 0; k < c; k++) out.add(this.pg[(at + k) % pgCap]!);
+        at = (at + c) % pgCap;
+      } else if (i >= from) for (let p = 1, all = -c - 1; p <= all; p++) out.add(p);
     }
     return out;
   }
-}
 
-const EMPTY = new Uint32Array(0);
-const weight = (c: Changes): number => (c instanceof Uint32Array ? c.length : 1);
+  private pushRec(c: number): void {
+    if (this.count === this.rec.length) {
+      const next = new Float64Array(this.rec.length * 2);
+      for (let i = 0; i < this.count; i++) next[i] = this.rec[(this.recHead + i) % this.rec.length]!;
+      this.rec = next;
+      this.recHead = 0;
+    }
+    this.rec[(this.recHead + this.count) % this.rec.length] = c;
+    this.count++;
+  }
+
+  private growPg(need: number): void {
+    let cap = this.pg.length * 2;
+    while (cap < need) cap *= 2;
+    const next = new Uint32Array(cap);
+    for (let i = 0; i < this.pgLen; i++) next[i] = this.pg[(this.pgHead + i) % this.pg.length]!;
+    this.pg = next;
+    this.pgHead = 0;
+  }
+
+  private dropOldest(): void {
+    const c = this.rec[this.recHead]!;
+    this.recHead = (this.recHead + 1) % this.rec.length;
+    this.count--;
+    this.firstLsn++;
+    if (c >= 0) {
+      this.pgHead = (this.pgHead + c) % this.pg.length;
+      this.pgLen -= c;
+      this.pages -= c;
+    } else this.pages -= 1;
+  }
+}
