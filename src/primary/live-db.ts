@@ -11,7 +11,7 @@
  *    at its mark; moving to a newer read transaction is done by opening it before closing the older one.
  */
 import Database from 'better-sqlite3';
-import { fstatSync, openSync, readSync, existsSync } from 'node:fs';
+import { fstatSync, openSync, readSync, existsSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { RedoshipError, ioError } from '../error/index.js';
 import {
   DB_HEADER_BYTES,
@@ -33,6 +33,51 @@ type Conn = Database.Database;
 
 /** How long opening a read transaction may wait on SQLITE_BUSY (wal-index recovery by another process). */
 const READ_BUSY_TIMEOUT_MS = 5000;
+
+/**
+ * The other processes that have any of these files open, from /proc/<pid>/fd (Linux); [] where there is no
+ * /proc, or a process's fds cannot be read (another user's: then it cannot have opened our files for
+ * writing either, unless they are shared, which the wal-index check after the attempt still covers).
+ */
+export function processesHolding(files: readonly string[]): number[] {
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n) && Number(n) !== process.pid);
+  } catch {
+    return [];
+  }
+  const wanted = new Set<string>();
+  for (const f of files) {
+    try {
+      wanted.add(realpathSync(f));
+    } catch {
+      /* not there: nobody holds it */
+    }
+  }
+  if (wanted.size === 0) return [];
+  const out: number[] = [];
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      if (wanted.has(target)) {
+        out.push(Number(pid));
+        break;
+      }
+    }
+  }
+  return out;
+}
 
 export class LiveDatabase {
   readonly dbFd: number;
@@ -355,7 +400,11 @@ export class LiveDatabase {
    * rollback-journal database, so that it can be kept as a standby. SQLite changes the journal mode only for
    * a connection that is alone on the file, so this waits, holding the write lock between attempts, until the
    * application has closed its connections (it sees SQLITE_BUSY meanwhile and should move to the new
-   * primary). Between two attempts the lock is free for an instant; a commit that slips in is detected from
+   * primary). An attempt must free the lock for an instant, and an application still connected and retrying
+   * its commit could take it then: its transaction would be on no standby, after the application was told
+   * it committed. So where the system lists open files (/proc), an attempt is made only once no other process
+   * has the database or its -wal/-shm open; the lock is held until then. A commit that slips in all the same
+   * (a process that opens the file in that instant, or a connection inside this process) is detected from
    * the wal-index and refused (DIVERGED), never silently kept or lost. Our other connections are closed
    * first (the raw fds stay open: see release()).
    */
@@ -376,7 +425,20 @@ export class LiveDatabase {
     this.reader = -1;
     const t0 = Date.now();
     let lastSaid = 0;
+    const files = [this.path, `${this.path}-wal`, `${this.path}-shm`];
     for (;;) {
+      const holders = processesHolding(files);
+      if (holders.length > 0) {
+        const waited = Date.now() - t0;
+        if (waited > timeoutMs)
+          throw new RedoshipError('DATABASE_BUSY', `applications (pid ${holders.slice(0, 5).join(', ')}) still have ${this.path} open after ${Math.round(waited / 1000)} s`, 'close them (they belong on the new primary), then run `redoship reinstate` to make this database a standby');
+        if (waited - lastSaid >= 2000) {
+          lastSaid = waited;
+          onWait(waited);
+        }
+        await new Promise((r) => setTimeout(r, 50)); // a scan of /proc costs ~15 ms here
+        continue;
+      }
       c.prepare('ROLLBACK').run();
       this.writeLocked = null;
       c.pragma('busy_timeout = 0');

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { WAL_FRAME_HEADER_BYTES, WAL_HEADER_BYTES, parseWalHeader, scanWalFrames } from '../../src/sqlite/index.js';
 import {
   compareWithPrimary,
   differingPages,
@@ -50,6 +51,19 @@ function committed(log: string): Array<{ counter: number; db: number }> {
     .filter((l) => l && !l.startsWith('#'))
     .map((l) => l.split(' '))
     .map((f) => ({ counter: Number(f[2]), db: Number(f[3] ?? 0) }));
+}
+
+/** The pages the WAL of db holds in its valid chain of frames (what readers take from the WAL, not the file). */
+function pagesInWal(db: string): Set<number> {
+  const out = new Set<number>();
+  if (!existsSync(`${db}-wal`)) return out;
+  const wal = readFileSync(`${db}-wal`);
+  const hdr = parseWalHeader(wal);
+  if (!hdr) return out;
+  const frames = Math.floor((wal.length - WAL_HEADER_BYTES) / (WAL_FRAME_HEADER_BYTES + hdr.pageSize));
+  const scan = scanWalFrames(hdr, wal.subarray(WAL_HEADER_BYTES), 1, frames, hdr.checksum);
+  for (const t of scan.transactions) for (const [pgno] of t.pages) out.add(pgno);
+  return out;
 }
 
 /** integrity_check's answer, or the error SQLite raised reading a damaged file. */
@@ -241,7 +255,12 @@ describe('page repair', () => {
     conn.prepare('UPDATE counter SET n = n + 1').run();
     const leaves = conn.prepare("SELECT pageno FROM dbstat WHERE name = 't' AND pagetype = 'leaf' ORDER BY pageno").pluck().all() as number[];
     conn.close();
-    const victims = [leaves[3]!, leaves[leaves.length - 4]!];
+    // Whether the WAL restarted depends on where capture's last checkpoint cycle fell: a page still in the WAL
+    // would hide damage written to the file. Victims are leaves the WAL does not hold.
+    const inWal = pagesInWal(a.db);
+    const outside = leaves.filter((p) => !inWal.has(p));
+    expect(outside.length).toBeGreaterThan(8);
+    const victims = [outside[3]!, outside[outside.length - 4]!];
     await waitForStatus(b.archive, (s) => s.receiveLagRecords === '0' && s.appliedLsn === s.receivedLsn);
 
     const damage = () => {
@@ -311,6 +330,53 @@ describe('promote without a running daemon, and refusals', () => {
     const again = await run(['promote', '--archive', b.archive, '--no-serve']);
     expect(again.code).toBe(62);
     expect(again.stderr).toMatch(/already the primary of incarnation 2/);
+  }, 60_000);
+
+  test('an application that keeps committing to the old primary through a switchover gets no commit in after the freeze', async () => {
+    // Demotion waits for the application to leave the file (SQLite leaves WAL mode only for a connection
+    // alone on it). This application does not follow the switchover: it retries its commit on the old
+    // primary every few milliseconds for 2 s after the switchover began, then closes. Every commit it is told
+    // succeeded must be on the new primary, and the old primary must then become its standby. (Before the
+    // demotion waited for other processes to close the file, a retry caught the lock in the instant an
+    // attempt freed it: the commit was on no standby and the old primary refused to follow, DIVERGED.)
+    const e = await setup();
+    const { a, b } = e;
+    const primary = await startPrimary(a.db, a.archive, ['--listen', `127.0.0.1:${a.port}`, '--token-file', e.token]);
+    const standby = await startStandbyProc({ db: b.db, archive: b.archive, from: e.url(a.port), token: e.token, extra: ['--listen', `127.0.0.1:${b.port}`] });
+    await waitForStatus(b.archive, (s) => s.appliedLsn !== null && s.connected);
+    const script = join(e.dir, 'stubborn-app.cjs');
+    writeFileSync(
+      script,
+      `const Database = require(${JSON.stringify(join(process.cwd(), 'node_modules', 'better-sqlite3'))});
+      const fs = require('fs');
+      const [db, go] = process.argv.slice(2);
+      const d = new Database(db, { timeout: 2 });
+      let last = 0, until = Infinity;
+      const step = () => {
+        if (until === Infinity && fs.existsSync(go)) until = Date.now() + 2000;
+        if (Date.now() > until) { d.close(); console.log('last ' + last); return; }
+        try { d.prepare('UPDATE counter SET n = n + 1').run(); last = d.prepare('SELECT n FROM counter').pluck().get(); } catch (e) { if (!String(e.code).startsWith('SQLITE_BUSY')) throw e; }
+        setTimeout(step, 1);
+      };
+      step();`,
+    );
+    const go = join(e.dir, 'go');
+    const app = start([a.db, go], { script });
+    await sleep(800);
+    writeFileSync(go, '');
+    const r = await run(['switchover', '--to', e.url(b.port), '--token-file', e.token, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const { code } = await app.exited;
+    expect(code, app.stderr).toBe(0);
+    const last = Number(/last (\d+)/.exec(app.stdout)?.[1]);
+    expect(last).toBeGreaterThan(0);
+    // The old primary follows the new one once the application has gone (no commit of its own in between).
+    await waitForStatus(a.archive, (s) => s.connected === true && s.from === e.url(b.port), 20_000);
+    expect(primary.stderr).not.toMatch(/committed to .* after the switchover froze it/);
+    expect(counterOf(b.db)).toBeGreaterThanOrEqual(last);
+    primary.child.kill('SIGTERM');
+    standby.child.kill('SIGTERM');
+    await Promise.all([primary.exited, standby.exited]);
   }, 60_000);
 
   test('switchover to a delayed standby that is behind is refused, and the primary keeps taking writes', async () => {
