@@ -1,16 +1,18 @@
 /**
  * A pool of codec worker threads (codec-worker.ts), one per core, for the CPU-heavy part of moving pages into
- * and out of backup pieces: SHA-256 page hashes, zstd/gzip, AES-GCM, CRC-32, a piece's SHA-256. The main
- * thread keeps what must happen in order (reading pages, writing pieces and files) and overlaps it with the
- * workers' work. No page is copied on its way through a worker:
+ * and out of backup pieces: SHA-256 page hashes, zstd/gzip, AES-GCM, CRC-32, a piece's SHA-256. For a backup
+ * the main thread keeps what must happen in order (reading pages, writing pieces) and overlaps it with the
+ * workers' work; for a restore the workers also read the chunks and write the pages (the main thread keeps
+ * the order and the counts). No page is copied on its way through a worker:
  *
  *   encode  the caller reads pages straight into an encode buffer (shared memory, layout below); a worker
  *           frames the chunk (chunk header + stored bytes) in that same memory: in place for an
  *           uncompressed, unencrypted set, otherwise in the buffer's output area (zstd compresses straight
  *           into it: no allocation and no copy per chunk).
- *   restore a chunk is read into shared memory (by the worker, from a local piece); a worker checks and decodes it in place, compares the page
- *           hashes with the expected ones, and writes the pages to the target file; raw bytes that differ
- *           from the stored ones (compressed or encrypted) go into room the caller gives in that same memory.
+ *   restore a worker reads a chunk into shared memory (the caller does, for a piece held in memory), checks
+ *           and decodes it in place, compares the page hashes with the expected ones, and writes the pages to
+ *           the target file; raw bytes that differ from the stored ones (compressed or encrypted) go into
+ *           room the caller gives in that same memory.
  *   hash    a SHA-256 taken over bytes in shared memory, in order, by one worker (a PieceHasher): a piece's
  *           checksum, off the main thread.
  *

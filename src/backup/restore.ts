@@ -5,7 +5,7 @@
  * file, verify, sync, rename. Incrementals are preferred over
  * redo: applying a set's pages once is cheaper than replaying every transaction they sum up.
  */
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -158,10 +158,10 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
 /**
  * Writes one set's pages into the file at fd, checking as it goes: each piece's size against the manifest,
  * its header, each chunk's framing and CRC, each page against the set's page-hash file (itself checked
- * against the manifest's SHA-256), page numbers ascending, the page count. Each chunk is read into a slab of
- * shared memory (reused once its pages are written: fresh memory costs a page fault per 4 KiB), where a
- * worker checks and decodes it while the pages decoded before are written here; consecutive pages are
- * written with one call. Returns the pages written.
+ * against the manifest's SHA-256), page numbers ascending, the page count. A codec worker reads each chunk
+ * into a slab of shared memory (reused once the chunk is done: fresh memory costs a page fault per 4 KiB),
+ * checks and decodes it there, and writes its pages, a run of consecutive pages per call (codec-worker.ts);
+ * this thread walks the chunk headers and keeps the order and the counts. Returns the pages written.
  *
  * The piece's own SHA-256 is not taken here (validate takes it): every byte of a piece is already covered.
  * The header's fields are checked against their only allowed values, each chunk header's length and count
@@ -315,9 +315,4 @@ async function openPiece(repo: Repo, key: string, pname: string, bytes: number):
       open = false;
     },
   };
-}
-
-function writeFully(fd: number, buf: Buffer, offset: number, length: number, position: number): void {
-  let done = 0;
-  while (done < length) done += writeSync(fd, buf, offset + done, length - done, position + done);
 }
