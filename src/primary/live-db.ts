@@ -426,17 +426,25 @@ export class LiveDatabase {
     const t0 = Date.now();
     let lastSaid = 0;
     const files = [this.path, `${this.path}-wal`, `${this.path}-shm`];
+    /** One wait between attempts: the timeout, a word to the caller every 2 s. */
+    const waitAWhile = async (holders: readonly number[]): Promise<void> => {
+      const waited = Date.now() - t0;
+      if (waited > timeoutMs)
+        throw new RedoshipError(
+          'DATABASE_BUSY',
+          `applications${holders.length ? ` (pid ${holders.slice(0, 5).join(', ')})` : ''} still have ${this.path} open after ${Math.round(waited / 1000)} s`,
+          'close them (they belong on the new primary), then run `redoship reinstate` to make this database a standby',
+        );
+      if (waited - lastSaid >= 2000) {
+        lastSaid = waited;
+        onWait(waited);
+      }
+      await new Promise((r) => setTimeout(r, 50)); // a scan of /proc costs ~15 ms here
+    };
     for (;;) {
       const holders = processesHolding(files);
       if (holders.length > 0) {
-        const waited = Date.now() - t0;
-        if (waited > timeoutMs)
-          throw new RedoshipError('DATABASE_BUSY', `applications (pid ${holders.slice(0, 5).join(', ')}) still have ${this.path} open after ${Math.round(waited / 1000)} s`, 'close them (they belong on the new primary), then run `redoship reinstate` to make this database a standby');
-        if (waited - lastSaid >= 2000) {
-          lastSaid = waited;
-          onWait(waited);
-        }
-        await new Promise((r) => setTimeout(r, 50)); // a scan of /proc costs ~15 ms here
+        await waitAWhile(holders);
         continue;
       }
       c.prepare('ROLLBACK').run();
@@ -462,14 +470,7 @@ export class LiveDatabase {
           `an application committed to ${this.path} after the switchover froze it; that transaction is on no standby`,
           `keep the file aside if you need that transaction, then make it a standby with \`redoship reinstate\``,
         );
-      const waited = Date.now() - t0;
-      if (waited > timeoutMs)
-        throw new RedoshipError('DATABASE_BUSY', `applications still have ${this.path} open after ${Math.round(waited / 1000)} s`, 'close them (they belong on the new primary), then run `redoship reinstate` to make this database a standby');
-      if (waited - lastSaid >= 2000) {
-        lastSaid = waited;
-        onWait(waited);
-      }
-      await new Promise((r) => setTimeout(r, 50));
+      await waitAWhile([]);
     }
   }
 }
