@@ -196,7 +196,7 @@ export class SegmentWriter {
     // applier, `archive verify`) never finds the segment without its header. A crash leaves at most a
     // *.creating file, which nothing reads and the next create of that name replaces.
     const creating = `${path}.creating`;
-    let fd: number;
+    let fd = -1;
     try {
       if (existsSync(path)) throw Object.assign(new Error(`${path} exists`), { code: 'EEXIST' });
       fd = openSync(creating, 'w');
@@ -204,6 +204,7 @@ export class SegmentWriter {
       fsyncSync(fd);
       renameSync(creating, path);
     } catch (e) {
+      if (fd >= 0) closeSync(fd);
       try {
         unlinkSync(creating);
       } catch {
