@@ -1,11 +1,2 @@
-/** mulberry32: a tiny seeded PRNG for property and fuzz tests, so that a failing seed replays. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The workload's seeded PRNG, shared by the property and fuzz tests so that a failing seed replays.
+export { prng } from '../../src/drill/prng.js';
