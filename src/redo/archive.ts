@@ -264,8 +264,14 @@ export class Archive {
     return out;
   }
 
-  /** The parts of the records in [fromLsn, toLsn], in order; ARCHIVE_GAP when an LSN in the range is missing. */
-  private *partsInRange(fromLsn: Lsn, toLsn?: Lsn): Generator<RecordPart> {
+  /**
+   * The parts of the records in [fromLsn, toLsn], in order; ARCHIVE_GAP when an LSN in the range is missing.
+   * What records() assembles, one part (at most MAX_PART_PAGE_BYTES of pages) at a time: a caller that only
+   * folds pages into something (a file, hashes) holds one part, where a base as one record is the whole
+   * database in memory. A record's parts repeat its kind, LSN and size; only the one with `last` completes it,
+   * and a torn tail of the open segment may yield parts of a record whose last part never comes.
+   */
+  *partsInRange(fromLsn: Lsn, toLsn?: Lsn): Generator<RecordPart> {
     let expect = fromLsn;
     for (const s of this.segments()) {
       if (s.lastLsn < expect) continue;
@@ -785,9 +791,11 @@ export function archivedPageHashes(
     throw new RedoshipError('ARCHIVE_EMPTY', `the archive ${archive.dir} has no base at or before LSN ${toLsn}`, 'start a new archive in an empty directory');
   let hashes: Buffer[] = [];
   let sizePages = 0;
-  for (const rec of archive.records(base, toLsn)) {
-    for (const [pgno, page] of rec.pages) hashes[pgno - 1] = hash(pgno, page);
-    sizePages = rec.sizePages;
+  const ps = archive.identity.pageSize;
+  // Part by part: a base is every page of the database, too much to hold as one record.
+  for (const part of archive.partsInRange(base, toLsn)) {
+    for (let i = 0; i < part.pgnos.length; i++) hashes[part.pgnos[i]! - 1] = hash(part.pgnos[i]!, part.pageData.subarray(i * ps, (i + 1) * ps));
+    sizePages = part.sizePages;
     if (hashes.length > sizePages) hashes = hashes.slice(0, sizePages);
   }
   return { sizePages, hashes };

@@ -182,19 +182,24 @@ export function applyRecords(
   let pagesWritten = 0;
   let last: { lsn: Lsn; commitTimeUs: bigint } | null = null;
   const batch = new PageBatch(fd, pageSize);
-  for (const rec of archive.records(from, to)) {
-    for (const [pgno, page] of rec.pages) {
-      batch.put(pgno, page);
+  // Part by part, not record by record: a base is the whole database, and one assembled record would hold all
+  // of it in memory (a seed or restore of a database larger than memory would fail). Pages of a record whose
+  // last part never comes (a torn tail) may reach the file; that is then ARCHIVE_GAP below, and every caller
+  // writes into a temporary file that a failure removes.
+  for (const part of archive.partsInRange(from, to)) {
+    for (let i = 0; i < part.pgnos.length; i++) {
+      batch.put(part.pgnos[i]!, part.pageData.subarray(i * pageSize, (i + 1) * pageSize));
       pagesWritten++;
     }
-    if (rec.sizePages < sizePages || rec.kind === 'base') {
+    if (!part.last) continue;
+    if (part.sizePages < sizePages || part.kind === 'base') {
       batch.flush();
-      ftruncateSync(fd, rec.sizePages * pageSize);
+      ftruncateSync(fd, part.sizePages * pageSize);
     }
-    sizePages = rec.sizePages;
+    sizePages = part.sizePages;
     records++;
-    last = { lsn: rec.lsn, commitTimeUs: rec.commitTimeUs };
-    onRecord?.(rec.lsn, pagesWritten);
+    last = { lsn: part.lsn, commitTimeUs: part.commitTimeUs };
+    onRecord?.(part.lsn, pagesWritten);
   }
   if (!last || last.lsn !== to)
     throw new RedoshipError(

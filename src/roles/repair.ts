@@ -31,9 +31,11 @@ export function pageImagesAt(archive: Archive, pgnos: readonly number[], lsn: Ls
 /** Applies to `images` every record in [from, to] that writes one of pgnos (and the sizes they set). */
 export function overlay(archive: Archive, images: Map<number, Buffer>, pgnos: readonly number[], from: Lsn, to: Lsn): Map<number, Buffer> {
   const want = new Set(pgnos);
-  for (const rec of archive.records(from, to)) {
-    for (const [pgno, page] of rec.pages) if (want.has(pgno)) images.set(pgno, Buffer.from(page));
-    for (const p of [...images.keys()]) if (p > rec.sizePages) images.delete(p);
+  const ps = archive.identity.pageSize;
+  // Part by part: the first record is a base, the whole database (see Archive.partsInRange).
+  for (const part of archive.partsInRange(from, to)) {
+    for (let i = 0; i < part.pgnos.length; i++) if (want.has(part.pgnos[i]!)) images.set(part.pgnos[i]!, Buffer.from(part.pageData.subarray(i * ps, (i + 1) * ps)));
+    for (const p of [...images.keys()]) if (p > part.sizePages) images.delete(p);
   }
   return images;
 }

@@ -36,8 +36,17 @@ export interface Proc {
 /** Processes started by start() in this test file; test/setup.ts kills any still running after its tests. */
 export const startedProcesses: ChildProcess[] = [];
 
-export function start(args: string[], opts: { cwd?: string; script?: string; env?: Record<string, string> } = {}): Proc {
-  const child = spawn(process.execPath, [opts.script ?? BIN, ...args], {
+/**
+ * Starts the CLI (or opts.script) under node. dataLimitMiB caps the process's data segment (RLIMIT_DATA, which
+ * counts its heap and private anonymous memory, not files it maps): an allocation past it fails, so a test can
+ * show that a command works in bounded memory. Set by bash's ulimit, which then execs node (same pid).
+ */
+export function start(args: string[], opts: { cwd?: string; script?: string; env?: Record<string, string>; dataLimitMiB?: number } = {}): Proc {
+  const argv = [opts.script ?? BIN, ...args];
+  const [cmd, cmdArgs] = opts.dataLimitMiB
+    ? ['bash', ['-c', `ulimit -d ${opts.dataLimitMiB * 1024} && exec "$0" "$@"`, process.execPath, ...argv]]
+    : [process.execPath, argv];
+  const child = spawn(cmd, cmdArgs, {
     cwd: opts.cwd ?? ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
@@ -73,15 +82,15 @@ export function start(args: string[], opts: { cwd?: string; script?: string; env
 }
 
 /** Runs the CLI to completion. */
-export async function run(args: string[], opts: { cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function run(args: string[], opts: { cwd?: string; dataLimitMiB?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const p = start(args, opts);
   const { code } = await p.exited;
   return { code, stdout: p.stdout, stderr: p.stderr };
 }
 
 /** Starts `redoship primary` and waits until it captures. */
-export async function startPrimary(db: string, archive: string, extra: string[] = []): Promise<Proc> {
-  const p = start(['primary', '--db', db, '--archive', archive, ...extra]);
+export async function startPrimary(db: string, archive: string, extra: string[] = [], opts: { dataLimitMiB?: number } = {}): Promise<Proc> {
+  const p = start(['primary', '--db', db, '--archive', archive, ...extra], opts);
   try {
     await Promise.race([
       p.waitFor(/primary: capturing/),
