@@ -21,6 +21,9 @@
  *   --only         BENCH_ONLY          all    comma list of: latency,sync,sustain
  *   --dir          BENCH_DIR           (tmp)  where to make the working directory (a new one is made inside it)
  *   --keep         BENCH_KEEP=1               keep the working directory (removed otherwise)
+ *   (diagnostics)  BENCH_PRIMARY_ARGS         more flags for the latency run's `redoship primary` (e.g. --checkpoint-frames 100000)
+ *                  BENCH_DUMP=PREFIX          write each latency run's commits as "commit-µs commit->durable-µs commit->captured-µs"
+ *                                             lines to PREFIX-db.txt / PREFIX-ao.txt (to see when the slow commits happen)
  *
  * Nothing is dropped from the page cache: every figure is warm-cache.
  */
@@ -505,7 +508,8 @@ let secret: Buffer = Buffer.alloc(0);
 
 /** `redoship primary --listen 127.0.0.1:0` as its own process; resolves with it and the port it serves on. */
 async function primaryProcess(db: string, archive: string): Promise<{ proc: Proc; port: number }> {
-  const proc = run(BIN, ['primary', '--db', db, '--archive', archive, '--listen', '127.0.0.1:0', '--token-file', tokenFile]);
+  const extra = (process.env.BENCH_PRIMARY_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = run(BIN, ['primary', '--db', db, '--archive', archive, '--listen', '127.0.0.1:0', '--token-file', tokenFile, ...extra]);
   const m = await proc.waitFor(/serving redo on ws:\/\/127\.0\.0\.1:(\d+)/);
   return { proc, port: Number(m[1]) };
 }
@@ -615,6 +619,17 @@ async function latencyRedoship(work: string, withDb = true): Promise<Lat> {
       capture.push(t - c);
       ship.push(durable[j]!.atUs - t);
     });
+  }
+  if (process.env.BENCH_DUMP) {
+    const rows: string[] = [];
+    let j = 0;
+    commits.forEach((c, i) => {
+      const lsn = i + 2;
+      while (j < durable.length && durable[j]!.lsn < lsn) j++;
+      const t = recTime.get(lsn);
+      if (j < durable.length && t !== undefined) rows.push(`${c} ${durable[j]!.atUs - c} ${t - c}`);
+    });
+    writeFileSync(`${process.env.BENCH_DUMP}-${withDb ? 'db' : 'ao'}.txt`, rows.join('\n') + '\n');
   }
   const last = archiveLastLsn(sarch);
   if (last !== BigInt(r.commits) + 1n) notes.push(`latency run: standby archive last LSN ${last}, expected ${r.commits} commits + 1`);
