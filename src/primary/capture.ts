@@ -73,7 +73,11 @@ export interface CaptureStats {
 }
 
 export type CaptureEvent =
-  /** Records [firstLsn, lastLsn] are durable in the archive (records is empty for a streamed base). */
+  /**
+   * Records [firstLsn, lastLsn] are durable in the archive (records is empty for a streamed base). Their page
+   * images are views of the buffer capture reads the WAL into, which the next batch overwrites: valid during
+   * the event only (copy what must outlive it; the redo server's ring keeps the framed copies the archive wrote).
+   */
   | { type: 'archived'; firstLsn: Lsn; lastLsn: Lsn; records: readonly RedoRecord[]; durableAtUs: bigint }
   | { type: 'warning'; message: string }
   | { type: 'info'; message: string };
@@ -317,7 +321,8 @@ export class Capturer {
     const first = this.pos.frame + 1;
     let last = Math.min(idx.mxFrame, first - 1 + Math.max(1, Math.floor(this.opts.maxBatchBytes / frameBytes)));
     for (;;) {
-      const frames = this.live.readFrames(hdr.pageSize, first, last);
+      // Into a buffer read into again by the next batch: the records below live only through this batch (see 'archived').
+      const frames = this.live.readFrames(hdr.pageSize, first, last, true);
       const scan = scanWalFrames(hdr, frames, first, last, this.pos.checksum);
       if (scan.stoppedAt && last === idx.mxFrame)
         throw walMismatch(this.live.path, `frame ${scan.stoppedAt.frameNo} is ${scan.stoppedAt.reason} though published (mxFrame ${idx.mxFrame})`);

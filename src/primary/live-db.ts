@@ -79,6 +79,9 @@ export function processesHolding(files: readonly string[]): number[] {
   return out;
 }
 
+/** Largest WAL read done into the reused buffer (capture's batches are 4 MiB by default). */
+const SCRATCH_MAX_BYTES = 8 * 1024 * 1024;
+
 export class LiveDatabase {
   readonly dbFd: number;
   private shmFd = -1;
@@ -287,11 +290,18 @@ export class LiveDatabase {
     return fstatSync(this.walFd).size;
   }
 
-  /** Reads frames [first, last] (headers and pages, back to back) from the -wal file. */
-  readFrames(pageSize: number, first: number, last: number): Buffer {
+  /**
+   * Reads WAL frames first..last (headers and pages, back to back, as the -wal file holds them). scratch: into
+   * a buffer this object keeps and reads into again at the next scratch call (no new buffer per capture batch:
+   * each one is external memory to V8, and enough of it forces a full collection); the caller must be done
+   * with it by then. A read larger than SCRATCH_MAX_BYTES (one huge transaction) gets a buffer of its own.
+   */
+  readFrames(pageSize: number, first: number, last: number, scratch = false): Buffer {
     const start = walFrameOffset(first, pageSize);
     const len = (last - first + 1) * (WAL_FRAME_HEADER_BYTES + pageSize);
-    const buf = Buffer.allocUnsafe(len);
+    const reuse = scratch && len <= SCRATCH_MAX_BYTES;
+    if (reuse && this.frameScratch.length < len) this.frameScratch = Buffer.allocUnsafe(Math.min(SCRATCH_MAX_BYTES, Math.max(len, 2 * this.frameScratch.length)));
+    const buf = reuse ? this.frameScratch.subarray(0, len) : Buffer.allocUnsafe(len);
     let got = 0;
     while (got < len) {
       const n = readSync(this.walFd, buf, got, len - got, start + got);
@@ -302,6 +312,8 @@ export class LiveDatabase {
   }
 
   /** Reads count pages starting at pgno from the database file, through the never-closed fd. */
+  private frameScratch = Buffer.alloc(0);
+
   readDbPages(pgno: number, count: number, into?: Buffer): Buffer {
     const len = count * this.pageSize;
     const buf = into && into.length >= len ? into.subarray(0, len) : Buffer.alloc(len);

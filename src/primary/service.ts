@@ -204,6 +204,8 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
           },
         )
       : null;
+    // Records captured from here on are framed in the ring's arena, and handed back to it as the ring drops them.
+    if (recent) writer.framedAlloc = recent.alloc;
     return await run(o, live, archive, writer, capturer, dbLock, emit, server);
   } catch (e) {
     writer?.close({ seal: false });

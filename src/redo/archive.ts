@@ -459,6 +459,11 @@ export class ArchiveWriter {
   readonly recovered: string | null = null;
   /** The archive's line of history; changed only by fork() and adoptHistory(). */
   history: History;
+  /**
+   * Where append() frames records (framedRecord's alloc): set by a primary that serves redo to its ring's
+   * arena, which takes the buffers back when the ring drops them; a new buffer per part otherwise.
+   */
+  framedAlloc: ((size: number) => Buffer) | undefined = undefined;
 
   constructor(
     readonly archive: Archive,
@@ -506,7 +511,7 @@ export class ArchiveWriter {
       this.append(records.slice(cut));
       return;
     }
-    this.openSegment(records[0]!.lsn).append(records);
+    this.openSegment(records[0]!.lsn).append(records, this.framedAlloc);
     for (const r of records) this.archive.changes.note(r.lsn, r.kind === 'base' ? 'all' : r.pages.map(([pgno]) => pgno), r.sizePages);
     this.appended(records[records.length - 1]!);
   }

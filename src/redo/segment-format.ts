@@ -218,6 +218,7 @@ export interface PartMeta {
 /**
  * Part `part` of a record: pages[from, from+count) framed as one buffer [8-byte part header, body], byte for
  * byte encodePart of the same part (see above), or null when this part is for encodePartBuffers to write.
+ * The buffer comes from alloc (default: a new one).
  */
 export function encodeFramedPart(
   meta: PartMeta,
@@ -227,6 +228,7 @@ export function encodeFramedPart(
   part: number,
   last: boolean,
   pageSize: number,
+  alloc: (size: number) => Buffer = Buffer.allocUnsafe,
 ): Buffer | null {
   if (meta.note !== undefined) return null;
   const code = KIND_CODE[meta.kind];
@@ -259,7 +261,7 @@ export function encodeFramedPart(
     2 + binHeadBytes(dLen) + dLen +
     2 + walBytes +
     (brk ? 3 : 0);
-  const out = Buffer.allocUnsafe(PART_HEADER_BYTES + bodyLen);
+  const out = alloc(PART_HEADER_BYTES + bodyLen);
   let at = PART_HEADER_BYTES;
   out[at++] = 0xde;
   out[at++] = 0;

@@ -102,30 +102,31 @@ const framedOf = new WeakMap<RedoRecord, Buffer[]>();
 /**
  * A record framed as the archive holds it (and as redo messages carry it): its parts back to back, as buffers
  * to be written in order (one [header + body] buffer per part, or [header, body] pairs). Framed once per
- * record object: a record the archive's writer appended is not framed again for standbys.
+ * record object, at its first call: a record the archive's writer appended is not framed again for standbys.
  *
- * The buffers are the record's own, never shared with or reused by anything: each is allocated here for this
- * record (encodeFramedPart copies the page images in; encodePartBuffers packs them into msgpackr's output,
- * which it never writes over again), so what the WeakMap and the redo server's ring keep cannot change when
- * the pages' source (a WAL read buffer, a base's page buffer) is reused.
+ * The buffers are the record's own, shared with nothing: encodeFramedPart copies the page images in,
+ * encodePartBuffers packs them into msgpackr's output, which it never writes over again. So what the WeakMap
+ * and the redo server's ring keep cannot change when the pages' source (a WAL read buffer, a base's page
+ * buffer) is reused. alloc, when given, supplies the encodeFramedPart buffers: the redo server's ring passes
+ * its arena (transport/slab-arena.ts), which takes them back only when the ring drops the record.
  */
-export function framedRecord(r: RedoRecord, pageSize: number): Buffer[] {
+export function framedRecord(r: RedoRecord, pageSize: number, alloc?: (size: number) => Buffer): Buffer[] {
   let bufs = framedOf.get(r);
   if (!bufs) {
-    bufs = (Array.isArray(r.pages) && framedDirect(r, r.pages, pageSize)) || framedViaParts(r, pageSize);
+    bufs = (Array.isArray(r.pages) && framedDirect(r, r.pages, pageSize, alloc)) || framedViaParts(r, pageSize);
     framedOf.set(r, bufs);
   }
   return bufs;
 }
 
 /** The record's parts as recordParts splits them, each written by encodeFramedPart; null if one cannot be. */
-function framedDirect(r: RedoRecord, pages: ReadonlyArray<readonly [number, Uint8Array]>, pageSize: number): Buffer[] | null {
+function framedDirect(r: RedoRecord, pages: ReadonlyArray<readonly [number, Uint8Array]>, pageSize: number, alloc?: (size: number) => Buffer): Buffer[] | null {
   const perPart = Math.max(1, Math.floor(MAX_PART_PAGE_BYTES / pageSize));
   const parts = Math.max(1, Math.ceil(pages.length / perPart));
   const bufs: Buffer[] = [];
   for (let k = 0; k < parts; k++) {
     const from = k * perPart;
-    const b = encodeFramedPart(r, pages, from, Math.min(perPart, pages.length - from), k, k === parts - 1, pageSize);
+    const b = encodeFramedPart(r, pages, from, Math.min(perPart, pages.length - from), k, k === parts - 1, pageSize, alloc);
     if (!b) return null;
     bufs.push(b);
   }
@@ -233,13 +234,13 @@ export class SegmentWriter {
    * Appends records (LSNs lastLsn+1, +2, ...) and returns once they are durable. Returns the bytes written
    * (framed parts, the archive format, which is also the wire format of redo).
    */
-  append(records: readonly RedoRecord[]): void {
+  append(records: readonly RedoRecord[], alloc?: (size: number) => Buffer): void {
     const bufs: Buffer[] = [];
     let expect = this.lastLsn + 1n;
     for (const r of records) {
       if (r.lsn !== expect) throw new Error(`assert: appending LSN ${r.lsn} where ${expect} belongs`);
       expect++;
-      bufs.push(...framedRecord(r, this.header.pageSize));
+      bufs.push(...framedRecord(r, this.header.pageSize, alloc));
     }
     if (this.pending) throw new Error(`assert: appending records while LSN ${this.pending.lsn} is incomplete`);
     this.writeDurably(() => [bufs]);

@@ -10,6 +10,7 @@
  * then serves until the next push.
  */
 import { framedRecord, type RedoRecord } from '../redo/index.js';
+import { SlabArena } from './slab-arena.js';
 
 interface Entry {
   readonly lsn: bigint;
@@ -21,6 +22,15 @@ export class RecentRedo {
   /** Consecutive LSNs, oldest first. */
   private entries: Entry[] = [];
   private bytes = 0;
+
+  /**
+   * Memory for framing the records this ring will keep: give it to the archive's writer (ArchiveWriter.
+   * framedAlloc), and the buffers go back to the arena when the ring drops them (slab-arena.ts says why).
+   * Nothing but the ring may hold them after push(): a record framed here and never pushed just stays
+   * allocated until it is collected.
+   */
+  private readonly arena = new SlabArena();
+  readonly alloc = this.arena.take;
 
   constructor(
     private readonly pageSize: number,
@@ -49,12 +59,19 @@ export class RecentRedo {
       this.bytes += bytes;
     }
     // Dropped entries are released at once (with their pages and frames): the bound is on what is held.
-    while (this.bytes > this.maxBytes && this.entries.length > 1) this.bytes -= this.entries.shift()!.bytes;
+    while (this.bytes > this.maxBytes && this.entries.length > 1) this.drop(this.entries.shift()!);
   }
 
   clear(): void {
+    for (const e of this.entries) this.drop(e);
     this.entries = [];
     this.bytes = 0;
+  }
+
+  /** An entry leaves the ring: its frames go back to the arena (read() results are used before the next push). */
+  private drop(e: Entry): void {
+    this.bytes -= e.bytes;
+    for (const b of e.framed) this.arena.give(b);
   }
 
   /**

@@ -9,6 +9,7 @@
  * server holds at most maxInFlightBytes for it. Nothing is buffered in memory beyond that: the archive is
  * the buffer.
  */
+import { BufferPool } from './buffer-pool.js';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -115,6 +116,8 @@ interface Session {
 
 export class RedoServer {
   private readonly sessions = new Set<Session>();
+  /** Buffers for redo messages, used again after each write (buffer-pool.ts says why). */
+  private readonly messageBuffers = new BufferPool();
   private readonly waiters: Array<{ lsn: bigint; n: number; resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }> = [];
   private readonly unsubscribe: () => void;
   private readonly heartbeat: NodeJS.Timeout;
@@ -343,7 +346,10 @@ export class RedoServer {
         for (const p of parts) bytes += p.raw.length;
         s.inFlight += bytes;
         s.sentLsn = s.cursor.nextLsn - 1n;
-        this.sendEncoded(s, encodeRedoMessage(parts, bytes, this.source.lastLsn(), nowUs()), () => {
+        const out = encodeRedoMessage(parts, bytes, this.source.lastLsn(), nowUs(), (n) => this.messageBuffers.take(n));
+        this.sendEncoded(s, out, () => {
+          // Written to the socket (or the connection is gone): ws holds the bytes no longer.
+          this.messageBuffers.give(out);
           s.inFlight -= bytes;
           this.pump(s);
         });
@@ -438,11 +444,17 @@ const TIME_US_KEY = Buffer.from([0xa6, ...Buffer.from('timeUs')]);
 const INT64_LIMIT = 0x8000000000000000n;
 
 /** The redo message carrying parts (bytes: their total length). */
-export function encodeRedoMessage(parts: ReadonlyArray<{ readonly raw: Uint8Array }>, bytes: number, lastLsn: bigint, timeUs: bigint): Buffer {
+export function encodeRedoMessage(
+  parts: ReadonlyArray<{ readonly raw: Uint8Array }>,
+  bytes: number,
+  lastLsn: bigint,
+  timeUs: bigint,
+  alloc: (size: number) => Buffer = Buffer.allocUnsafe,
+): Buffer {
   if (lastLsn < 0n || lastLsn >= INT64_LIMIT || timeUs < 0n || timeUs >= INT64_LIMIT)
     return encodeMessage({ t: 'redo', parts: Buffer.concat(parts.map((p) => p.raw)), lastLsn, timeUs });
   const binHead = bytes < 0x100 ? 2 : bytes < 0x10000 ? 3 : 5;
-  const out = Buffer.allocUnsafe(REDO_HEAD.length + binHead + bytes + LAST_LSN_KEY.length + 9 + TIME_US_KEY.length + 9);
+  const out = alloc(REDO_HEAD.length + binHead + bytes + LAST_LSN_KEY.length + 9 + TIME_US_KEY.length + 9);
   let at = REDO_HEAD.copy(out, 0);
   if (binHead === 2) {
     out[at] = 0xc4;
