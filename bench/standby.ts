@@ -731,6 +731,8 @@ interface SyncResult {
   async: number[];
   /** The same no-wait loop on a database with no primary attached (reference). */
   alone: number;
+  /** fsyncPingPong(): round trips/s of two processes taking turns to write and fdatasync. */
+  floor: number;
   /** Time each waitForStandbys(1) took, µs. */
   wait: Pcts;
   /** Diagnostic: the waiting loop with an archive-only standby (no apply). */
@@ -781,7 +783,9 @@ async function syncRedoship(work: string): Promise<SyncResult> {
   // The application's connection. This process holds the primary, which must never see a file descriptor
   // of the live database closed while it runs (DESIGN.md Capture 3): it is closed only after h.stop().
   const app = appConnection(db);
-  const out: SyncResult = { sync: [], async: [], alone, wait: pcts([]) };
+  const floor = fsyncPingPong(join(dir, 'ping-pong'));
+  log(`  floor: two processes writing and fdatasyncing in turn: ${fmt(floor)} round trips/s`);
+  const out: SyncResult = { sync: [], async: [], alone, floor, wait: pcts([]) };
   const waits: number[] = [];
   try {
     const ins = app.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
@@ -836,6 +840,46 @@ async function syncPg(pg: Pg, script: string): Promise<{ sync: number[]; async: 
   return out;
 }
 
+/**
+ * The floor under any synchronous commit that waits for a durable copy elsewhere: two processes on this
+ * machine take turns, each writing 8,279 bytes (a small commit's framed record) over preallocated room of
+ * its own file and fdatasync()ing it, then waking the other through a pipe. No SQLite, no WebSocket, no
+ * checks: round trips per second, each two fdatasyncs and two process wake-ups.
+ */
+const PING_PONG = `
+const fs = require('node:fs');
+const [file, role, n] = [process.argv[1], process.argv[2], Number(process.argv[3])];
+const fd = fs.openSync(file, 'w+');
+fs.writeSync(fd, Buffer.alloc(64 << 20), 0, 64 << 20, 0);
+fs.fsyncSync(fd);
+const b = Buffer.alloc(8279, 7);
+let off = 0;
+const one = () => { fs.writeSync(fd, b, 0, b.length, off); off += b.length; fs.fdatasyncSync(fd); };
+if (role === 'b') {
+  process.stdin.on('data', (d) => { for (let i = 0; i < d.length; i++) { one(); process.stdout.write('x'); } });
+  process.stdin.on('end', () => fs.unlinkSync(file));
+} else {
+  const c = require('node:child_process').spawn(process.execPath, ['-e', process.env.PING_PONG, file + '.b', 'b'], { stdio: ['pipe', 'pipe', 'inherit'], env: process.env });
+  let k = 0;
+  let t0 = 0;
+  c.stdout.on('data', (d) => {
+    k += d.length;
+    if (k === 50) t0 = performance.now(); // warmed up
+    if (k >= n + 50) { process.stdout.write(String((n * 1000) / (performance.now() - t0))); c.stdin.end(); fs.unlinkSync(file); }
+    else { one(); c.stdin.write('x'); }
+  });
+  one();
+  c.stdin.write('x');
+}`;
+
+function fsyncPingPong(dir: string, roundTrips = 3000): number {
+  mkdirSync(dir, { recursive: true });
+  const r = spawnSync(process.execPath, ['-e', PING_PONG, join(dir, 'ping-pong'), 'a', String(roundTrips)], { encoding: 'utf8', env: { ...process.env, PING_PONG } });
+  const v = Number(r.stdout);
+  if (r.status !== 0 || !Number.isFinite(v)) throw new Error(`fsync ping-pong failed: ${r.stderr}`);
+  return v;
+}
+
 function syncRows(r: SyncResult, p: { sync: number[]; async: number[] } | null): void {
   const s = median(r.sync);
   const a = median(r.async);
@@ -848,6 +892,8 @@ function syncRows(r: SyncResult, p: { sync: number[]; async: number[] } | null):
   row('   sync: mean time per commit', ms(1e6 / s), p ? `PG ${ms(1e6 / ps)}` : '', p ? ratioX(1 / s, 1 / ps) : '');
   row('   waitForStandbys(1) after a commit: p50 / p99', `${ms(r.wait.p50)} / ${ms(r.wait.p99)}`);
   row('   no-wait loop: primary attached / none (reference)', fmt(a), `no primary attached: ${fmt(r.alone)}`, ratio2(a, r.alone));
+  row('   sync commits/s against the fsync ping-pong floor', fmt(s), `2 processes, fdatasync in turn: ${fmt(r.floor)}/s`, ratio2(s, r.floor));
+  row('   the floor / async: the best sync / async could be', ratio2(r.floor, a), 'with every cost but the two fdatasyncs and wake-ups at 0');
   if (r.archiveOnly !== undefined && r.archiveOnlyWait) {
     row('   diagnostic: sync, archive-only standby (no apply)', fmt(r.archiveOnly), `with apply ${fmt(s)}`, ratio2(r.archiveOnly, s));
     row('   its sync / async', ratio2(r.archiveOnly, a), `wait p50 ${ms(r.archiveOnlyWait.p50)}, p99 ${ms(r.archiveOnlyWait.p99)}`);
