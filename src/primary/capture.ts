@@ -74,7 +74,7 @@ export interface CaptureStats {
 
 export type CaptureEvent =
   /**
-   * Records [firstLsn, lastLsn] are durable in the archive (records is empty for a streamed base). Their page
+   * Records [firstLsn, lastLsn] are durable in the archive (records is empty for a streamed base or resync). Their page
    * images are views of the buffer capture reads the WAL into, which the next batch overwrites: valid during
    * the event only (copy what must outlive it; the redo server's ring keeps the framed copies the archive wrote).
    */
@@ -250,12 +250,15 @@ export class Capturer {
     } else {
       const lsn = (this.archive.lastLsn + 1n) as Lsn;
       const want = new Set(differ);
-      const pages: Array<readonly [number, Uint8Array]> = [];
-      for (const [pgno, page] of snap.pages()) if (want.has(pgno)) pages.push([pgno, Buffer.from(page)]);
       const note = `resync (${reason}): ${differ.length} pages differ from LSN ${this.archive.lastLsn}; size ${archived.sizePages} -> ${snap.sizePages} pages`;
-      const rec: RedoRecord = { kind: 'resync', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, pages, wal: this.walPositionOf(snap.position), note, continuityBreak: true };
-      this.archive.append([rec]);
-      this.emit({ type: 'archived', firstLsn: lsn, lastLsn: lsn, records: [rec], durableAtUs: nowUs() });
+      // Streamed like a base, part by part: up to half the database may differ, too much to hold at once.
+      this.archive.appendStream(
+        { kind: 'resync', lsn, commitTimeUs: nowUs(), sizePages: snap.sizePages, wal: this.walPositionOf(snap.position), note, continuityBreak: true },
+        (function* () {
+          for (const [pgno, page] of snap.pages()) if (want.has(pgno)) yield [pgno, page] as const;
+        })(),
+      );
+      this.emit({ type: 'archived', firstLsn: lsn, lastLsn: lsn, records: [], durableAtUs: nowUs() });
       this.emit({ type: 'warning', message: `break in continuity recorded as LSN ${lsn}: ${note}` });
     }
     this.afterSnapshot(snap);

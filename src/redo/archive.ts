@@ -539,11 +539,23 @@ export class ArchiveWriter {
     if (lastComplete) this.appended(lastComplete, !seg.hasIncompleteRecord);
   }
 
-  /** Appends one record whose pages come from an iterator (a base), durably. */
+  /**
+   * Appends one record whose pages come from an iterator (a base, or a resync of many pages), durably. The
+   * change tracking learns its page numbers as they stream by (a base: every page).
+   */
   appendStream(meta: RecordMeta, pages: Iterable<readonly [number, Uint8Array]>): void {
-    this.openSegment(meta.lsn).appendStream(meta, pages);
-    if (meta.kind === 'base') this.archive.changes.note(meta.lsn, 'all', meta.sizePages);
-    else this.archive.changes.clear();
+    const pgnos: number[] = [];
+    const noted =
+      meta.kind === 'base'
+        ? pages
+        : (function* () {
+            for (const p of pages) {
+              pgnos.push(p[0]);
+              yield p;
+            }
+          })();
+    this.openSegment(meta.lsn).appendStream(meta, noted);
+    this.archive.changes.note(meta.lsn, meta.kind === 'base' ? 'all' : pgnos, meta.sizePages);
     this.appended(meta);
   }
 

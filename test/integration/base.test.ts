@@ -68,11 +68,12 @@ describe('large bases and resyncs', () => {
 });
 
 describe('memory', () => {
-  // A base is one record holding every page of the database. Assembled whole, a seed or a restore of a
-  // database larger than memory would fail; applied part by part (Archive.partsInRange) it needs memory for
-  // one part. 280 MiB of pages against a 200 MiB data limit: it fails with the whole record assembled
-  // (seen: exit 40, "Array buffer allocation failed", and an abort), and passes part by part.
-  test('a restore from the archive, and a resync against the archived state, need memory for one part, not the whole base', async () => {
+  // A base is one record holding every page of the database, and a resync up to half of them. Assembled
+  // whole, a seed, a restore or a primary's resync of a database larger than memory would fail; read and
+  // written part by part (Archive.partsInRange, appendStream) they need memory for one part. 280 MiB of pages
+  // against a data limit (ulimit -d): with a record gathered whole it fails (seen: exit 40, "Array buffer
+  // allocation failed", an abort, a JavaScript heap out of memory), and passes part by part.
+  test('a restore from the archive, and a resync of many pages, need memory for one part, not the whole base', async () => {
     const dir = tempDir();
     const db = join(dir, 'app.db');
     const arch = join(dir, 'arch');
@@ -96,14 +97,20 @@ describe('memory', () => {
     expect(cmp.differing).toEqual([]);
     expect(cmp.integrity).toBe('ok');
 
-    // Rows change while the primary is down (the last connection checkpoints and deletes the WAL): the restart
-    // compares the database with the archived state, the base replayed, and resyncs the pages that differ.
+    // 45% of the rows change while the primary is down (the last connection checkpoints and deletes the WAL):
+    // the restart compares the database with the archived state (the base replayed) and resyncs the pages
+    // that differ, ~125 MiB of them, streamed into the archive rather than gathered first.
     const w = new Database(db);
-    w.prepare('UPDATE big SET v = ? WHERE id IN (7, 35000, 69999)').run(Buffer.alloc(3500, 9));
+    w.prepare('UPDATE big SET v = ? WHERE id <= 31500').run(Buffer.alloc(3500, 9));
     w.close();
-    primary = await startPrimary(db, arch, [], limit);
+    // The primary needs ~220 MiB of data here whatever the resync's size (heap, SQLite, the archived page
+    // hashes); gathering the differing pages needed ~125 MiB more, and died at 260 MiB.
+    primary = await startPrimary(db, arch, [], { dataLimitMiB: 256 });
     expect(primary.stderr).toMatch(/start: resync/);
     expect(await stopGracefully(primary)).toBe(0);
+    const breaks = (await archiveList(arch)).segments.flatMap((s) => s.breaks);
+    expect(breaks.length).toBe(1);
+    expect(breaks[0]!.note).toMatch(/3\d{4} pages differ/);
     const r2 = await run(['restore', '--archive', arch, '--to', join(dir, 'r2.db')], limit);
     expect(r2.code, r2.stderr).toBe(0);
     cmp = compareWithPrimary(db, join(dir, 'r2.db'));
