@@ -137,15 +137,29 @@ export class ArchiveCursor {
   }
 }
 
+/** Page bytes above which ArchiveRecordReader hands a record over without its pages (streamed: true). */
+export const LARGE_RECORD_BYTES = 64 * 1024 * 1024;
+
+/**
+ * A record as ArchiveRecordReader gives it. streamed: the record held more than LARGE_RECORD_BYTES of pages (a
+ * base, a large resync), so `pages` is empty and its parts are to be read from the archive
+ * (Archive.partsInRange(lsn, lsn)) by whoever applies it.
+ */
+export type ReadRecord = RedoRecord & { readonly streamed?: true };
+
 /**
  * Whole records from a cursor: parts are gathered until a record's last part, so a caller sees a record
- * only when the archive holds all of it.
+ * only when the archive holds all of it. A record larger than LARGE_RECORD_BYTES is not held: its parts are
+ * dropped as they pass, and it comes out with streamed: true and no pages.
  */
 export class ArchiveRecordReader {
   private readonly cursor: ArchiveCursor;
   private partial: RecordPart[] = [];
+  private partialBytes = 0;
+  /** The first part of a record being passed over (too large to hold), or null. */
+  private passing: RecordPart | null = null;
   /** Complete records read ahead of what the caller took. */
-  private ahead: RedoRecord[] = [];
+  private ahead: ReadRecord[] = [];
 
   constructor(
     private readonly archive: Archive,
@@ -155,12 +169,12 @@ export class ArchiveRecordReader {
   }
 
   /** The next complete record without taking it, or null when the archive holds no more yet. */
-  peek(): RedoRecord | null {
+  peek(): ReadRecord | null {
     if (this.ahead.length === 0) this.fill();
     return this.ahead[0] ?? null;
   }
 
-  take(): RedoRecord | null {
+  take(): ReadRecord | null {
     const r = this.peek();
     if (r) this.ahead.shift();
     return r;
@@ -168,11 +182,32 @@ export class ArchiveRecordReader {
 
   private fill(): void {
     for (const { part } of this.cursor.read(8 * 1024 * 1024)) {
-      this.partial.push(part);
-      if (part.last) {
-        this.ahead.push(assembleRecord(this.partial, this.archive.identity.pageSize));
-        this.partial = [];
+      if (!this.passing) {
+        this.partial.push(part);
+        this.partialBytes += part.pageData.length;
+        if (this.partialBytes > LARGE_RECORD_BYTES && !part.last) {
+          this.passing = this.partial[0]!;
+          this.partial = [];
+        }
       }
+      if (!part.last) continue;
+      if (this.passing) {
+        const first = this.passing;
+        this.ahead.push({
+          kind: first.kind,
+          lsn: first.lsn,
+          commitTimeUs: first.commitTimeUs,
+          sizePages: part.sizePages,
+          pages: [],
+          wal: part.wal,
+          ...(first.note !== undefined ? { note: first.note } : {}),
+          ...(first.continuityBreak ? { continuityBreak: true } : {}),
+          streamed: true,
+        });
+      } else this.ahead.push(assembleRecord(this.partial, this.archive.identity.pageSize));
+      this.partial = [];
+      this.partialBytes = 0;
+      this.passing = null;
     }
   }
 }

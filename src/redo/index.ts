@@ -17,8 +17,8 @@ export type {
 export type { RecordMeta } from './segment-writer.js';
 export { restoreFromArchive, buildFile, applyRecords } from './materialize.js';
 export type { RestoreOptions, RestoreResult } from './materialize.js';
-export { ArchiveCursor, ArchiveRecordReader } from './cursor.js';
-export type { CursorPart } from './cursor.js';
+export { ArchiveCursor, ArchiveRecordReader, LARGE_RECORD_BYTES } from './cursor.js';
+export type { CursorPart, ReadRecord } from './cursor.js';
 export { splitFramedParts, checkFramedPart } from './segment-reader.js';
 export type { RecordPart } from './segment-format.js';
 export {

@@ -19,4 +19,4 @@ export type { WalHeader, WalChecksum, WalFrame, WalTransaction, WalScan } from '
 export { WAL_INDEX_HEADER_BYTES, parseWalIndexHeader } from './wal-index.js';
 export type { WalIndexHeader } from './wal-index.js';
 export { pageHash, PAGE_HASH_BYTES } from './page-hash.js';
-export { buildJournal, journalChecksum, JOURNAL_MAGIC, JOURNAL_SECTOR_SIZE } from './journal.js';
+export { buildJournal, journalChecksum, journalHeader, journalRecordBytes, putJournalRecord, JOURNAL_MAGIC, JOURNAL_SECTOR_SIZE } from './journal.js';

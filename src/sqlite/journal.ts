@@ -44,21 +44,38 @@ export function buildJournal(
   originals: ReadonlyArray<readonly [number, Uint8Array]>,
   nonce: number = randomBytes(4).readUInt32BE(0),
 ): Buffer {
-  const recordBytes = 4 + pageSize + 4;
+  const recordBytes = journalRecordBytes(pageSize);
   const out = Buffer.alloc(JOURNAL_SECTOR_SIZE + originals.length * recordBytes);
+  journalHeader(pageSize, originalSizePages, originals.length, nonce).copy(out, 0);
+  let off = JOURNAL_SECTOR_SIZE;
+  for (const [pgno, image] of originals) {
+    putJournalRecord(out, off, pgno, image, pageSize, nonce);
+    off += recordBytes;
+  }
+  return out;
+}
+
+/** Bytes of one page record: pgno, image, checksum. */
+export function journalRecordBytes(pageSize: number): number {
+  return 4 + pageSize + 4;
+}
+
+/** The journal's first sector: the header for nRec page records (a journal written in pieces starts with it). */
+export function journalHeader(pageSize: number, originalSizePages: number, nRec: number, nonce: number): Buffer {
+  const out = Buffer.alloc(JOURNAL_SECTOR_SIZE);
   JOURNAL_MAGIC.copy(out, 0);
-  out.writeUInt32BE(originals.length, 8);
+  out.writeUInt32BE(nRec, 8);
   out.writeUInt32BE(nonce >>> 0, 12);
   out.writeUInt32BE(originalSizePages, 16);
   out.writeUInt32BE(JOURNAL_SECTOR_SIZE, 20);
   out.writeUInt32BE(pageSize, 24);
-  let off = JOURNAL_SECTOR_SIZE;
-  for (const [pgno, image] of originals) {
-    if (image.length !== pageSize) throw new Error(`assert: journal page ${pgno} is ${image.length} bytes`);
-    out.writeUInt32BE(pgno, off);
-    out.set(image, off + 4);
-    out.writeUInt32BE(journalChecksum(nonce, image), off + 4 + pageSize);
-    off += recordBytes;
-  }
   return out;
+}
+
+/** Writes the page record (pgno, image, checksum) at out[off, off + journalRecordBytes). */
+export function putJournalRecord(out: Buffer, off: number, pgno: number, image: Uint8Array, pageSize: number, nonce: number): void {
+  if (image.length !== pageSize) throw new Error(`assert: journal page ${pgno} is ${image.length} bytes`);
+  out.writeUInt32BE(pgno, off);
+  out.set(image, off + 4);
+  out.writeUInt32BE(journalChecksum(nonce, image), off + 4 + pageSize);
 }

@@ -18,13 +18,17 @@
  * connection's POSIX locks: DESIGN.md Capture 3 applies here too).
  */
 import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, ftruncateSync, fstatSync, openSync, readSync, realpathSync, renameSync, unlinkSync, writeFileSync, writeSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { RedoshipError, ioError } from '../error/index.js';
-import { fsyncDir, restoreFromArchive, type Archive, type Lsn, type RedoRecord } from '../redo/index.js';
-import { DB_HEADER_BYTES, buildJournal, parseDbHeader } from '../sqlite/index.js';
+import { fsyncDir, restoreFromArchive, type Archive, type Lsn, type RecordPart, type RedoRecord } from '../redo/index.js';
+import { DB_HEADER_BYTES, JOURNAL_SECTOR_SIZE, journalHeader, journalRecordBytes, parseDbHeader, putJournalRecord } from '../sqlite/index.js';
 
 export const STANDBY_STATE_FILE = 'standby.state.json';
+
+/** Original pages read and written to the journal per write (1 MiB of 4 KiB pages). */
+const JOURNAL_RUN_PAGES = 256;
 
 /*
  * standby.state.json: what the applier has applied. It is written twice per batch:
@@ -191,7 +195,6 @@ export class Applier {
     if (records.length === 0) return;
     if (records[0]!.lsn !== this.appliedLsn + 1n)
       throw new Error(`assert: applying LSN ${records[0]!.lsn} after ${this.appliedLsn}`);
-    const pageSize = this.pageSize;
     const finalImages = new Map<number, Uint8Array>();
     let finalSize = this.sizePages;
     for (const r of records) {
@@ -200,10 +203,49 @@ export class Applier {
       finalSize = r.sizePages;
       for (const p of finalImages.keys()) if (p > finalSize) finalImages.delete(p);
     }
-    const last = records[records.length - 1]!;
+    this.commitBatch(records[records.length - 1]!, finalSize, finalImages.keys(), (write) => {
+      for (const [pgno, page] of finalImages) write(pgno, page);
+    });
+  }
+
+  /**
+   * Applies one record too large to hold in memory (a base or a resync of much of the database) as its own
+   * atomic batch, reading its pages from the archive twice, one part at a time: once for their numbers (the
+   * journal must hold the originals before any page is written), once to write them. `parts` yields the
+   * record's parts in order each time it is called.
+   */
+  applyStreamed(meta: Omit<RedoRecord, 'pages'>, parts: () => Iterable<RecordPart>): void {
+    if (meta.lsn !== this.appliedLsn + 1n) throw new Error(`assert: applying LSN ${meta.lsn} after ${this.appliedLsn}`);
+    const pageSize = this.pageSize;
+    const pgnos = new Set<number>();
+    for (const p of parts()) for (const pgno of p.pgnos) if (pgno <= meta.sizePages) pgnos.add(pgno);
+    this.commitBatch(meta, meta.sizePages, pgnos, (write) => {
+      for (const p of parts()) {
+        for (let i = 0; i < p.pgnos.length; i++) {
+          const pgno = p.pgnos[i]!;
+          if (pgno <= meta.sizePages) write(pgno, p.pageData.subarray(i * pageSize, (i + 1) * pageSize));
+        }
+      }
+    });
+  }
+
+  /**
+   * The batch protocol of the file comment (steps 1-5) for a batch that leaves the file finalSize pages long
+   * with new images of the pages in `written` (each at most finalSize), which writePages hands to `write`,
+   * each page once, in any order. Only page numbers are held in memory; the originals go to the journal in
+   * runs, and the images come from writePages as it goes.
+   */
+  private commitBatch(
+    last: { readonly lsn: Lsn; readonly commitTimeUs: bigint },
+    finalSize: number,
+    written: Iterable<number>,
+    writePages: (write: (pgno: number, image: Uint8Array) => void) => void,
+  ): void {
+    const pageSize = this.pageSize;
     const t0 = performance.now();
     this.conn.prepare('BEGIN EXCLUSIVE').run();
     let committed = false;
+    let pages = 0;
     const journal = `${this.db}-journal`;
     try {
       const h = this.header();
@@ -213,30 +255,30 @@ export class Applier {
       // Originals: page 1 always (its header changes), every page the batch overwrites at or below the
       // original size, and every page the batch cuts away.
       const want = new Set<number>([1]);
-      for (const p of finalImages.keys()) if (p <= origSize) want.add(p);
+      for (const p of written) if (p <= origSize) want.add(p);
       for (let p = finalSize + 1; p <= origSize; p++) want.add(p);
-      const originals: Array<readonly [number, Uint8Array]> = [...want]
-        .sort((a, b) => a - b)
-        .map((p) => {
-          const b = Buffer.alloc(pageSize);
-          readSync(this.fd, b, 0, pageSize, (p - 1) * pageSize);
-          return [p, b] as const;
-        });
-      const jbytes = buildJournal(pageSize, origSize, originals);
-      const jfd = openSync(journal, 'w');
-      try {
-        writeSync(jfd, jbytes, 0, jbytes.length, 0);
-        fsyncSync(jfd);
-      } finally {
-        closeSync(jfd);
-      }
+      const originals = Uint32Array.from(want).sort();
+      const page1Original = Buffer.alloc(pageSize);
+      readSync(this.fd, page1Original, 0, pageSize, 0);
+      this.writeJournal(journal, origSize, originals);
       fsyncDir(dirname(this.db));
 
       const counter = (this.changeCounter + 1) >>> 0 || 1;
-      const page1 = Buffer.from(finalImages.get(1) ?? originals[0]![1]);
-      patchHeader(page1, counter, finalSize);
-      finalImages.set(1, page1);
-      for (const [pgno, page] of finalImages) writeSync(this.fd, page, 0, pageSize, (pgno - 1) * pageSize);
+      let page1Written = false;
+      writePages((pgno, image) => {
+        if (pgno === 1) {
+          const page1 = Buffer.from(image.subarray(0, pageSize));
+          patchHeader(page1, counter, finalSize);
+          writeSync(this.fd, page1, 0, pageSize, 0);
+          page1Written = true;
+        } else writeSync(this.fd, image, 0, pageSize, (pgno - 1) * pageSize);
+        pages++;
+      });
+      if (!page1Written) {
+        patchHeader(page1Original, counter, finalSize);
+        writeSync(this.fd, page1Original, 0, pageSize, 0);
+        pages++;
+      }
       ftruncateSync(this.fd, finalSize * pageSize);
       fsyncSync(this.fd);
       crashPoint('apply-before-commit', last.lsn);
@@ -269,10 +311,10 @@ export class Applier {
     this.appliedLsn = last.lsn;
     this.appliedCommitTimeUs = last.commitTimeUs;
     this.batches++;
-    this.pagesWritten += finalImages.size;
+    this.pagesWritten += pages;
     this.lastBatchMs = performance.now() - t0;
     this.maxBatchMs = Math.max(this.maxBatchMs, this.lastBatchMs);
-    this.lastBatchPages = finalImages.size;
+    this.lastBatchPages = pages;
     Applier.writeState(this.archive, {
       db: this.db,
       appliedLsn: String(last.lsn),
@@ -280,6 +322,38 @@ export class Applier {
       changeCounter: this.changeCounter,
       updatedAt: new Date().toISOString(),
     });
+  }
+
+  /**
+   * Writes `<db>-journal` with the original images of the pages `originals` (ascending) and fsyncs it: the
+   * header, then the page records, read from the file and written JOURNAL_RUN_PAGES at a time.
+   */
+  private writeJournal(path: string, origSize: number, originals: Uint32Array): void {
+    const pageSize = this.pageSize;
+    const nonce = randomBytes(4).readUInt32BE(0);
+    const recordBytes = journalRecordBytes(pageSize);
+    const jfd = openSync(path, 'w');
+    try {
+      writeSync(jfd, journalHeader(pageSize, origSize, originals.length, nonce), 0, JOURNAL_SECTOR_SIZE, 0);
+      const out = Buffer.allocUnsafe(Math.min(originals.length, JOURNAL_RUN_PAGES) * recordBytes);
+      const image = Buffer.alloc(pageSize);
+      let at = JOURNAL_SECTOR_SIZE;
+      for (let k = 0; k < originals.length; ) {
+        const n = Math.min(JOURNAL_RUN_PAGES, originals.length - k);
+        for (let i = 0; i < n; i++) {
+          const pgno = originals[k + i]!;
+          image.fill(0); // a page past the end of the file reads as zeros, as SQLite's would
+          readSync(this.fd, image, 0, pageSize, (pgno - 1) * pageSize);
+          putJournalRecord(out, i * recordBytes, pgno, image, pageSize, nonce);
+        }
+        writeSync(jfd, out, 0, n * recordBytes, at);
+        at += n * recordBytes;
+        k += n;
+      }
+      fsyncSync(jfd);
+    } finally {
+      closeSync(jfd);
+    }
   }
 }
 

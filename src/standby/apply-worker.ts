@@ -22,7 +22,7 @@
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { RedoshipError } from '../error/index.js';
-import { Archive, ArchiveRecordReader, type Lsn, type RedoRecord } from '../redo/index.js';
+import { Archive, ArchiveRecordReader, type Lsn, type ReadRecord, type RedoRecord } from '../redo/index.js';
 import { Applier } from './applier.js';
 import { readControl, type StandbyControl } from './control.js';
 
@@ -192,6 +192,7 @@ export class ApplyLoop {
       if (control.paused) return;
       this.reader ??= new ArchiveRecordReader(archive, (applier.appliedLsn + 1n) as Lsn);
       const batch: RedoRecord[] = [];
+      let streamed: ReadRecord | null = null;
       let pages = 0;
       let waitMs = -1;
       for (;;) {
@@ -207,6 +208,12 @@ export class ApplyLoop {
           if (!pastUntil) waitMs = Number((r.commitTimeUs + delayUs - nowUs()) / 1000n) + 1;
           break;
         }
+        if (r.streamed) {
+          // Too large to hold (a base, a large resync): a batch of its own, its pages read from the archive.
+          if (batch.length === 0) streamed = this.reader.take()!;
+          waitMs = 0;
+          break;
+        }
         batch.push(this.reader.take()!);
         pages += r.pages.length;
         if (batch.length >= this.o.maxBatchRecords || pages >= 50_000) {
@@ -214,7 +221,13 @@ export class ApplyLoop {
           break;
         }
       }
-      if (batch.length > 0) {
+      if (streamed) {
+        const r = streamed;
+        this.lastStartMs = Date.now();
+        applier.applyStreamed(r, () => archive.partsInRange(r.lsn, r.lsn));
+        this.post({ t: 'applied', state: stateOf(applier), firstLsn: r.lsn, atUs: nowUs() });
+        this.setNext(this.reader.peek());
+      } else if (batch.length > 0) {
         this.lastStartMs = Date.now();
         applier.apply(batch);
         this.post({ t: 'applied', state: stateOf(applier), firstLsn: batch[0]!.lsn, atUs: nowUs() });

@@ -290,7 +290,7 @@ export function tokenFile(dir: string): string {
 }
 
 /** Starts `redoship standby` and waits until it runs. */
-export async function startStandbyProc(args: { db?: string; archive: string; from: string; token: string; extra?: string[]; env?: Record<string, string> }): Promise<Proc> {
+export async function startStandbyProc(args: { db?: string; archive: string; from: string; token: string; extra?: string[]; env?: Record<string, string>; dataLimitMiB?: number }): Promise<Proc> {
   const p = start([
     'standby',
     ...(args.db ? ['--db', args.db] : []),
@@ -298,7 +298,7 @@ export async function startStandbyProc(args: { db?: string; archive: string; fro
     '--from', args.from,
     '--token-file', args.token,
     ...(args.extra ?? []),
-  ], args.env ? { env: args.env } : {});
+  ], { ...(args.env ? { env: args.env } : {}), ...(args.dataLimitMiB ? { dataLimitMiB: args.dataLimitMiB } : {}) });
   try {
     await Promise.race([
       p.waitFor(/standby: receiving/),

@@ -4,9 +4,10 @@
  * and a resync that becomes a full base. Each restore is compared with the database page for page.
  */
 import Database from 'better-sqlite3';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { archiveList, compareWithPrimary, makeDb, run, startPrimary, stopGracefully, tempDir } from '../helpers/index.js';
+import { archiveList, compareWithPrimary, freePort, makeDb, rowHash, run, startPrimary, startStandbyProc, stopGracefully, tempDir, tokenFile, waitForStatus } from '../helpers/index.js';
 
 async function restoreEquals(db: string, arch: string, out: string, opts: { dataLimitMiB?: number } = {}): Promise<void> {
   const r = await run(['restore', '--archive', arch, '--to', out], opts);
@@ -105,6 +106,56 @@ describe('memory', () => {
     expect(breaks.length).toBe(1);
     expect(breaks[0]!.note).toMatch(/3\d{4} pages differ/);
     await restoreEquals(db, arch, join(dir, 'r2.db'), limit);
+  });
+});
+
+describe('memory on a running standby', () => {
+  // A running standby that receives a full base (the primary restarted after most pages changed) applies it
+  // as one atomic batch. Held whole, the record, the originals and the journal were each the size of the
+  // database in the apply thread (peak RSS 1,044 MB for this one, by hand); now the reader passes the record
+  // over (ArchiveRecordReader, over 64 MiB) and the applier reads its parts from the archive twice, once for
+  // their numbers and originals, once to write (Applier.applyStreamed): peak RSS 432 MB, most of it garbage
+  // not yet collected. The old code never gets past the base under this limit.
+  test('a standby applies a full-base resync of 280 MiB under a 512 MiB data limit, survives a kill -9 in it, and ends equal to the primary', async () => {
+    const { dir, db, arch } = bigDatabase(70_000);
+    const token = tokenFile(dir);
+    const port = await freePort();
+    const listen = ['--listen', `127.0.0.1:${port}`, '--token-file', token];
+    const sdb = join(dir, 'standby.db');
+    const sarch = join(dir, 'standby-arch');
+    const from = `ws://127.0.0.1:${port}`;
+    let primary = await startPrimary(db, arch, listen);
+    // The first standby process dies (SIGKILL, by the crash hook) once the base's pages are written and synced,
+    // before its journal is deleted: the large journal, written in runs, must roll the file back.
+    const crashing = await startStandbyProc({ db: sdb, archive: sarch, from, token, dataLimitMiB: 512, env: { REDOSHIP_CRASH_AT: 'apply-before-commit:2' } });
+    await waitForStatus(sarch, (s) => Number(s.appliedLsn ?? 0) >= 1, 60_000);
+    expect(await stopGracefully(primary)).toBe(0);
+    const seeded = rowHash(sdb);
+
+    const w = new Database(db);
+    w.prepare('UPDATE big SET v = ?').run(Buffer.alloc(3500, 0xee));
+    w.close();
+    primary = await startPrimary(db, arch, listen);
+    expect(primary.stderr).toMatch(/start: resync/);
+    const breaks = (await archiveList(arch)).segments.flatMap((s) => s.breaks);
+    expect(breaks[0]!.note).toMatch(/full base/);
+    expect((await crashing.exited).signal, crashing.stderr.slice(-3000)).toBe('SIGKILL');
+    expect(existsSync(`${sdb}-journal`)).toBe(true);
+    const reader = new Database(sdb); // SQLite itself rolls the hot journal back on the first read
+    reader.prepare('SELECT count(*) FROM big').get();
+    reader.close();
+    expect(existsSync(`${sdb}-journal`)).toBe(false);
+    expect(rowHash(sdb)).toBe(seeded);
+
+    const standby = await startStandbyProc({ db: sdb, archive: sarch, from, token, dataLimitMiB: 512 });
+    await waitForStatus(sarch, (s) => Number(s.appliedLsn ?? 0) >= 2, 120_000);
+    expect(await stopGracefully(standby)).toBe(0);
+    expect(standby.stderr).not.toMatch(/apply failed/);
+    expect(await stopGracefully(primary)).toBe(0);
+    const cmp = compareWithPrimary(db, sdb);
+    expect(cmp.differing).toEqual([]);
+    expect(cmp.rowsEqual).toBe(true);
+    expect(cmp.integrity).toBe('ok');
   });
 });
 
