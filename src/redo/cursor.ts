@@ -164,6 +164,8 @@ export class ArchiveRecordReader {
   constructor(
     private readonly archive: Archive,
     fromLsn: Lsn,
+    /** Page bytes above which a record is passed over (streamed: true); a parameter for tests. */
+    private readonly largeRecordBytes = LARGE_RECORD_BYTES,
   ) {
     this.cursor = new ArchiveCursor(archive, fromLsn);
   }
@@ -180,12 +182,21 @@ export class ArchiveRecordReader {
     return r;
   }
 
+  /** Reads until a record is complete or the archive holds no more (a large record takes many reads). */
   private fill(): void {
-    for (const { part } of this.cursor.read(8 * 1024 * 1024)) {
+    while (this.ahead.length === 0) {
+      const parts = this.cursor.read(8 * 1024 * 1024);
+      if (parts.length === 0) return;
+      this.gather(parts);
+    }
+  }
+
+  private gather(parts: readonly CursorPart[]): void {
+    for (const { part } of parts) {
       if (!this.passing) {
         this.partial.push(part);
         this.partialBytes += part.pageData.length;
-        if (this.partialBytes > LARGE_RECORD_BYTES && !part.last) {
+        if (this.partialBytes > this.largeRecordBytes && !part.last) {
           this.passing = this.partial[0]!;
           this.partial = [];
         }

@@ -19,7 +19,7 @@ import Database from 'better-sqlite3';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { RedoshipError, ioError } from '../error/index.js';
-import { Archive, currentIncarnation, describeIncarnation, readFence, type ArchiveWriter, type Incarnation, type Lsn, type RedoRecord, type SetAside } from '../redo/index.js';
+import { Archive, ArchiveRecordReader, currentIncarnation, describeIncarnation, readFence, type ArchiveWriter, type Incarnation, type Lsn, type RedoRecord, type SetAside } from '../redo/index.js';
 import { WAL_FRAME_HEADER_BYTES, WAL_HEADER_BYTES, parseWalHeader, scanWalFrames } from '../sqlite/index.js';
 import { Applier, STANDBY_STATUS_FILE } from '../standby/index.js';
 
@@ -87,18 +87,27 @@ export function promoteFiles(o: PromoteOptions): PromoteResult {
     writer.dropIncomplete();
     let batch: RedoRecord[] = [];
     let bytes = 0;
-    for (const rec of archive.records((applier.appliedLsn + 1n) as Lsn, target as Lsn)) {
+    const flush = () => {
+      applier.apply(batch);
+      applied += batch.length;
+      batch = [];
+      bytes = 0;
+    };
+    // Records too large to hold (a base, a large resync) come without pages and are applied streamed.
+    const reader = new ArchiveRecordReader(archive, (applier.appliedLsn + 1n) as Lsn);
+    for (let rec = reader.take(); rec && rec.lsn <= target; rec = reader.take()) {
+      if (rec.streamed) {
+        flush();
+        const lsn = rec.lsn;
+        applier.applyStreamed(rec, () => archive.partsInRange(lsn, lsn));
+        applied++;
+        continue;
+      }
       batch.push(rec);
       bytes += rec.pages.length * archive.identity.pageSize;
-      if (batch.length >= 10_000 || bytes >= 64 * 1024 * 1024) {
-        applier.apply(batch);
-        applied += batch.length;
-        batch = [];
-        bytes = 0;
-      }
+      if (batch.length >= 10_000 || bytes >= 64 * 1024 * 1024) flush();
     }
-    applier.apply(batch);
-    applied += batch.length;
+    flush();
     if (applier.appliedLsn !== target)
       throw new RedoshipError('ASSERT', `applied to LSN ${applier.appliedLsn}, expected ${target}`, 'this is a bug; please report it');
 
