@@ -114,8 +114,8 @@ describe('memory on a running standby', () => {
   // as one atomic batch. Held whole, the record, the originals and the journal were each the size of the
   // database in the apply thread (peak RSS 1,044 MB for this one, by hand); now the reader passes the record
   // over (ArchiveRecordReader, over 64 MiB) and the applier reads its parts from the archive twice, once for
-  // their numbers and originals, once to write (Applier.applyStreamed): peak RSS 432 MB, most of it garbage
-  // not yet collected. The old code never gets past the base under this limit.
+  // their numbers and originals, once to write (Applier.applyStreamed): peak RSS 432 MB (what holds that much
+  // is not yet known). The old code never gets past the base under this limit.
   test('a standby applies a full-base resync of 280 MiB under a 512 MiB data limit, survives a kill -9 in it, and ends equal to the primary', async () => {
     const { dir, db, arch } = bigDatabase(70_000);
     const token = tokenFile(dir);
