@@ -112,10 +112,10 @@ describe('memory', () => {
 describe('memory on a running standby', () => {
   // A running standby that receives a full base (the primary restarted after most pages changed) applies it
   // as one atomic batch. Held whole, the record, the originals and the journal were each the size of the
-  // database in the apply thread (peak RSS 1,044 MB for this one, by hand); now the reader passes the record
-  // over (ArchiveRecordReader, over 64 MiB) and the applier reads its parts from the archive twice, once for
-  // their numbers and originals, once to write (Applier.applyStreamed): peak RSS 432 MB (what holds that much
-  // is not yet known). The old code never gets past the base under this limit.
+  // database in the apply thread; now the reader passes the record over (ArchiveRecordReader, over 64 MiB) and
+  // the applier reads its parts from the archive twice, once for their numbers and originals, once to write
+  // (Applier.applyStreamed). Peak RSS while applying this base, by hand (from ~165 MB after the seed): 1,038
+  // MB before, 258 MB after. The old code never gets past the base under this limit.
   test('a standby applies a full-base resync of 280 MiB under a 512 MiB data limit, survives a kill -9 in it, and ends equal to the primary', async () => {
     const { dir, db, arch } = bigDatabase(70_000);
     const token = tokenFile(dir);
