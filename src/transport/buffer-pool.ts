@@ -8,21 +8,27 @@
  * buffer from here, and give() returns it when ws calls back from the write.
  *
  * Sizes are powers of two from 64 KiB (a message of n bytes gets the smallest class >= n, then a subarray);
- * each class keeps at most KEEP_PER_CLASS free buffers, so the pool never holds more than a few times what
- * is in flight. A buffer larger than the largest class is allocated and dropped as before.
+ * each class keeps at most KEEP_PER_CLASS free buffers, and all classes together at most KEEP_BYTES, so what
+ * a catch-up of large messages leaves behind stays bounded. A buffer larger than the largest class is
+ * allocated and dropped as before.
  */
 const MIN_CLASS_BITS = 16; // 64 KiB
 const MAX_CLASS_BITS = 23; // 8 MiB: a redo message is at most MAX_REDO_MESSAGE_BYTES (4 MiB) plus its fields
 const KEEP_PER_CLASS = 8;
+const KEEP_BYTES = 24 * 1024 * 1024;
 
 export class BufferPool {
   private readonly free: Buffer[][] = Array.from({ length: MAX_CLASS_BITS - MIN_CLASS_BITS + 1 }, () => []);
+  /** Bytes of the buffers in the free lists. */
+  private freeBytes = 0;
 
   /** A buffer of exactly size bytes (a view of a pooled one when size fits a class). */
   take(size: number): Buffer {
     const k = classOf(size);
     if (k < 0) return Buffer.allocUnsafe(size);
-    const whole = this.free[k]!.pop() ?? Buffer.allocUnsafe(1 << (k + MIN_CLASS_BITS));
+    const pooled = this.free[k]!.pop();
+    if (pooled) this.freeBytes -= pooled.length;
+    const whole = pooled ?? Buffer.allocUnsafe(1 << (k + MIN_CLASS_BITS));
     return whole.subarray(0, size);
   }
 
@@ -36,7 +42,9 @@ export class BufferPool {
     const k = classOf(ab.byteLength);
     if (k < 0 || buf.byteOffset !== 0 || ab.byteLength !== 1 << (k + MIN_CLASS_BITS)) return;
     const list = this.free[k]!;
-    if (list.length < KEEP_PER_CLASS && !list.some((b) => b.buffer === ab)) list.push(Buffer.from(ab));
+    if (list.length >= KEEP_PER_CLASS || this.freeBytes + ab.byteLength > KEEP_BYTES || list.some((b) => b.buffer === ab)) return;
+    list.push(Buffer.from(ab));
+    this.freeBytes += ab.byteLength;
   }
 }
 

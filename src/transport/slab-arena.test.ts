@@ -66,6 +66,15 @@ describe('BufferPool', () => {
     }
   });
 
+  test('what it keeps is bounded: three 8 MiB buffers of ten given back', () => {
+    const p = new BufferPool();
+    const taken = Array.from({ length: 10 }, () => p.take(5 * 1024 * 1024));
+    for (const b of taken) p.give(b);
+    const again = Array.from({ length: 10 }, () => p.take(5 * 1024 * 1024));
+    const reused = again.filter((b) => taken.some((t) => t.buffer === b.buffer)).length;
+    expect(reused).toBe(3); // KEEP_BYTES (24 MiB) of the 8 MiB class
+  });
+
   test('a buffer given twice is kept once', () => {
     const p = new BufferPool();
     const x = p.take(70_000);
