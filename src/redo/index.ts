@@ -20,6 +20,7 @@ export type { RestoreOptions, RestoreResult } from './materialize.js';
 export { ArchiveCursor, ArchiveRecordReader, LARGE_RECORD_BYTES } from './cursor.js';
 export type { CursorPart, ReadRecord } from './cursor.js';
 export { splitFramedParts, checkFramedPart } from './segment-reader.js';
+export { binHeadBytes, putBigint, putBinHead } from './msgpack-put.js';
 export type { RecordPart } from './segment-format.js';
 export {
   FIRST_INCARNATION,

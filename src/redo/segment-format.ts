@@ -34,6 +34,7 @@
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import { RedoshipError } from '../error/index.js';
+import { binHeadBytes, putBigint, putBinHead, putKey, putUint, uintBytes } from './msgpack-put.js';
 import type { Lsn, RecordKind, WalPosition } from './types.js';
 
 export const SEGMENT_MAGIC = 0x52445347; // 'RDSG'
@@ -142,67 +143,8 @@ export function encodePartBuffers(p: RecordPart): [Buffer, Buffer] {
  * the two to the same bytes over random records.
  */
 
-/** Bytes of a non-negative integer below 2^32 as msgpackr writes it (useRecords: false). */
-const uintBytes = (v: number): number => (v < 0x80 ? 1 : v < 0x100 ? 2 : v < 0x10000 ? 3 : 5);
-const binHeadBytes = (n: number): number => (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5);
 const isU32Int = (v: number): boolean => v >>> 0 === v;
 const BIGINT_MAX_U64 = 0xffffffffffffffffn;
-const BIGINT_MIN_U64_AS_UINT = 0x8000000000000000n;
-
-function putUint(b: Buffer, at: number, v: number): number {
-  if (v < 0x80) {
-    b[at] = v;
-    return at + 1;
-  }
-  if (v < 0x100) {
-    b[at] = 0xcc;
-    b[at + 1] = v;
-    return at + 2;
-  }
-  if (v < 0x10000) {
-    b[at] = 0xcd;
-    b.writeUInt16BE(v, at + 1);
-    return at + 3;
-  }
-  b[at] = 0xce;
-  b.writeUInt32BE(v, at + 1);
-  return at + 5;
-}
-
-function putBinHead(b: Buffer, at: number, n: number): number {
-  if (n < 0x100) {
-    b[at] = 0xc4;
-    b[at + 1] = n;
-    return at + 2;
-  }
-  if (n < 0x10000) {
-    b[at] = 0xc5;
-    b.writeUInt16BE(n, at + 1);
-    return at + 3;
-  }
-  b[at] = 0xc6;
-  b.writeUInt32BE(n, at + 1);
-  return at + 5;
-}
-
-/** A bigint in [0, 2^64), as msgpackr writes it: int64 while it fits, else uint64. */
-function putBigint(b: Buffer, at: number, v: bigint): number {
-  if (v < BIGINT_MIN_U64_AS_UINT) {
-    b[at] = 0xd3;
-    b.writeBigInt64BE(v, at + 1);
-  } else {
-    b[at] = 0xcf;
-    b.writeBigUInt64BE(v, at + 1);
-  }
-  return at + 9;
-}
-
-/** A one-letter fixstr key. */
-function putKey(b: Buffer, at: number, key: number): number {
-  b[at] = 0xa1;
-  b[at + 1] = key;
-  return at + 2;
-}
 
 /** The fields of a record every part of it repeats. */
 export interface PartMeta {

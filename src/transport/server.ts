@@ -9,13 +9,12 @@
  * server holds at most maxInFlightBytes for it. Nothing is buffered in memory beyond that: the archive is
  * the buffer.
  */
-import { BufferPool } from './buffer-pool.js';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
-import { compareHistories, currentIncarnation, describeIncarnation, type History } from '../redo/index.js';
+import { binHeadBytes, compareHistories, currentIncarnation, describeIncarnation, putBigint, putBinHead, type History } from '../redo/index.js';
 import {
   MAX_MESSAGE_BYTES,
   MAX_REDO_MESSAGE_BYTES,
@@ -31,6 +30,7 @@ import {
   type ErrorMessage,
   type ServerMessage,
 } from './protocol.js';
+import { BufferPool } from './buffer-pool.js';
 
 /** Where the redo comes from: an archive being appended to (a primary's, or a cascading standby's). */
 export interface RedoSource {
@@ -453,32 +453,14 @@ export function encodeRedoMessage(
 ): Buffer {
   if (lastLsn < 0n || lastLsn >= INT64_LIMIT || timeUs < 0n || timeUs >= INT64_LIMIT)
     return encodeMessage({ t: 'redo', parts: Buffer.concat(parts.map((p) => p.raw)), lastLsn, timeUs });
-  const binHead = bytes < 0x100 ? 2 : bytes < 0x10000 ? 3 : 5;
-  const out = alloc(REDO_HEAD.length + binHead + bytes + LAST_LSN_KEY.length + 9 + TIME_US_KEY.length + 9);
-  let at = REDO_HEAD.copy(out, 0);
-  if (binHead === 2) {
-    out[at] = 0xc4;
-    out[at + 1] = bytes;
-  } else if (binHead === 3) {
-    out[at] = 0xc5;
-    out.writeUInt16BE(bytes, at + 1);
-  } else {
-    out[at] = 0xc6;
-    out.writeUInt32BE(bytes, at + 1);
-  }
-  at += binHead;
+  const out = alloc(REDO_HEAD.length + binHeadBytes(bytes) + bytes + LAST_LSN_KEY.length + 9 + TIME_US_KEY.length + 9);
+  let at = putBinHead(out, REDO_HEAD.copy(out, 0), bytes);
   for (const p of parts) {
     out.set(p.raw, at);
     at += p.raw.length;
   }
-  at += LAST_LSN_KEY.copy(out, at);
-  out[at] = 0xd3;
-  out.writeBigInt64BE(lastLsn, at + 1);
-  at += 9;
-  at += TIME_US_KEY.copy(out, at);
-  out[at] = 0xd3;
-  out.writeBigInt64BE(timeUs, at + 1);
-  at += 9;
+  at = putBigint(out, at + LAST_LSN_KEY.copy(out, at), lastLsn);
+  at = putBigint(out, at + TIME_US_KEY.copy(out, at), timeUs);
   if (at !== out.length) throw new Error(`assert: encoded a redo message of ${at} bytes into ${out.length}`);
   return out;
 }
