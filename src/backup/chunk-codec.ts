@@ -4,9 +4,8 @@
  * the buffers given (the encode buffer layout is codec-pool.ts's).
  */
 import { PAGE_HASH_BYTES, pageHashInto } from '../sqlite/page-hash.js';
-import { crc32 } from 'node:zlib';
 import { encodeOutputAt } from './codec-pool.js';
-import { CHUNK_HEADER_BYTES, MAX_CHUNK_PAGES, decodeStored, encodeRaw, maxStoredBytes, writeChunkHeader, zstdInto, type Compression, type CompressionSpec } from './piece.js';
+import { CHUNK_HEADER_BYTES, MAX_CHUNK_PAGES, chunkCrc, decodeStored, encodeRaw, maxStoredBytes, writeChunkHeader, zstdInto, type CompressionSpec, type PieceFormat } from './piece.js';
 
 /** The page hashes of raw chunk bytes (count page numbers, then count images), PAGE_HASH_BYTES each. */
 export function pageHashes(raw: Buffer, count: number, pageSize: number): Buffer {
@@ -33,14 +32,14 @@ export function encodeChunkBuffer(all: Buffer, count: number, pageSize: number, 
     let n: number;
     if (c.algorithm === 'zstd' && !key) n = zstdInto(room, raw, c.level);
     else {
-      const { stored } = encodeRaw(raw, c, key);
+      const { stored } = encodeRaw(raw, count, c, key);
       if (stored.length > room.length) throw new Error(`assert: a chunk of ${stored.length} stored bytes`);
       room.set(stored);
       n = stored.length;
     }
     framed = all.subarray(out, out + CHUNK_HEADER_BYTES + n);
   }
-  writeChunkHeader(framed, framed.length - CHUNK_HEADER_BYTES, crc32(framed.subarray(CHUNK_HEADER_BYTES)), count);
+  writeChunkHeader(framed, framed.length - CHUNK_HEADER_BYTES, chunkCrc(raw, framed.subarray(CHUNK_HEADER_BYTES), count, key !== undefined), count);
   return { framed, hashes, inPlace: true };
 }
 
@@ -49,7 +48,7 @@ export function encodeChunkBuffer(all: Buffer, count: number, pageSize: number, 
  * page numbers ascending), and hashes its pages. raw is `stored` itself when it was stored as is, else in
  * `into` when given (count * (4 + pageSize) bytes).
  */
-export function decodeChunk(name: string, offset: number, stored: Buffer, count: number, crc: number, pageSize: number, algorithm: Compression, key: Buffer | undefined, into?: Buffer): { raw: Buffer; hashes: Buffer } {
-  const raw = decodeStored(name, { offset, stored, count, crc }, pageSize, algorithm, key, into);
+export function decodeChunk(name: string, offset: number, stored: Buffer, count: number, crc: number, pageSize: number, format: PieceFormat, key: Buffer | undefined, into?: Buffer): { raw: Buffer; hashes: Buffer } {
+  const raw = decodeStored(name, { offset, stored, count, crc }, pageSize, format, key, into);
   return { raw, hashes: pageHashes(raw, count, pageSize) };
 }

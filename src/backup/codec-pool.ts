@@ -22,7 +22,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { RedoshipError, type ErrorCode } from '../error/index.js';
-import { CHUNK_HEADER_BYTES, MAX_CHUNK_PAGES, maxStoredBytes, type Compression } from './piece.js';
+import { CHUNK_HEADER_BYTES, MAX_CHUNK_PAGES, maxStoredBytes, type Compression, type PieceFormat } from './piece.js';
 
 /*
  * ENCODE BUFFER, one chunk's worth: a chunk header's room, MAX_CHUNK_PAGES page-number slots (u32 BE), then
@@ -55,7 +55,8 @@ export type CodecRequest =
       readonly count: number;
       readonly crc: number;
       readonly pageSize: number;
-      readonly algorithm: Compression;
+      /** The piece's header (piece.ts): what the chunk's CRC covers and how it is compressed. */
+      readonly format: PieceFormat;
       readonly key: Uint8Array | null;
       /** Where in `slab` decoded bytes that differ from the stored ones go (count * (4 + pageSize) of room), or -1. */
       readonly rawAt: number;

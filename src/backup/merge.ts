@@ -4,7 +4,8 @@
  * the chain's end LSN; it restores exactly what the chain restores.
  */
 import { RedoshipError } from '../error/index.js';
-import { decodePiece, type CompressionSpec } from './piece.js';
+import { PAGE_HASH_BYTES } from '../sqlite/index.js';
+import { decodePiece, pieceCorrupt, type CompressionSpec } from './piece.js';
 import { Repo, type BackupManifest } from './repo.js';
 import { planChain } from './restore.js';
 import { writeSet, type BackupProgress } from './take.js';
@@ -26,7 +27,11 @@ export async function mergeChain(
   const readSet = async (s: BackupManifest) => {
     const out: Array<readonly [number, Buffer]> = [];
     const key = s.encryption ? setKey(s.name, s.encryption, o.encryptionSecret ?? null) : undefined;
-    for (const p of s.pieces) out.push(...decodePiece(`${s.name}/${p.name}`, await repo.storage.get(`sets/${s.name}/${p.name}`), s.pageSize, key));
+    // Every image is checked against the set's page hashes before it goes into the new set (a new set gets
+    // new hashes: damage that got in here would be certified as good).
+    const hashes = await repo.pageHashes(s);
+    for (const p of s.pieces) out.push(...decodePiece(`${s.name}/${p.name}`, await repo.storage.get(`sets/${s.name}/${p.name}`), s.pageSize, key, hashes.subarray(out.length * PAGE_HASH_BYTES)));
+    if (out.length !== s.pages) throw pieceCorrupt(s.name, 0, `it holds ${out.length} pages, the manifest says ${s.pages}`);
     return out;
   };
   // The level 1s' pages (the newest image of each) in memory; the level 0 streamed piece by piece under them.

@@ -2,7 +2,9 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { RedoshipError } from '../error/index.js';
-import { decodePiece, encodeChunk, pieceHeader, type CompressionSpec } from './piece.js';
+import { crc32 } from 'node:zlib';
+import { PAGE_HASH_BYTES, pageHash } from '../sqlite/index.js';
+import { CHUNK_HEADER_BYTES, PIECE_HEADER_BYTES, decodePiece, encodeChunk, pieceHeader, type CompressionSpec } from './piece.js';
 
 const pageSize = 4096;
 function pages(from: number, n: number): Array<readonly [number, Buffer]> {
@@ -12,13 +14,17 @@ function pages(from: number, n: number): Array<readonly [number, Buffer]> {
 function piece(c: CompressionSpec, chunks: Array<Array<readonly [number, Buffer]>>): Buffer {
   return Buffer.concat([pieceHeader(c), ...chunks.map((ch) => encodeChunk(ch, pageSize, c))]);
 }
+/** The page hashes of the chunks' pages in order: what the set's page-hash file holds for them. */
+function hashesOf(chunks: Array<Array<readonly [number, Buffer]>>): Buffer {
+  return Buffer.concat(chunks.flat().map(([pgno, img]) => pageHash(pgno, img)));
+}
 
 describe('backup pieces', () => {
   for (const c of [{ algorithm: 'none', level: 0 }, { algorithm: 'gzip', level: 1 }, { algorithm: 'gzip', level: 9 }, { algorithm: 'zstd', level: 1 }, { algorithm: 'zstd', level: 9 }] as CompressionSpec[])
     test(`round trip (${c.algorithm}:${c.level})`, () => {
       const a = pages(1, 256);
       const b = pages(300, 17);
-      const out = decodePiece('p', piece(c, [a, b]), pageSize);
+      const out = decodePiece('p', piece(c, [a, b]), pageSize, undefined, hashesOf([a, b]));
       expect(out.map(([p]) => p)).toEqual([...a, ...b].map(([p]) => p));
       out.forEach(([, img], i) => expect(img.equals([...a, ...b][i]![1])).toBe(true));
     });
@@ -30,8 +36,10 @@ describe('backup pieces', () => {
   });
 
   test('every truncation and every single flipped byte is refused as ARCHIVE_CORRUPT (seeded sample)', () => {
-    for (const algorithm of ['gzip', 'zstd'] as const) {
-    const good = piece({ algorithm, level: 1 }, [pages(1, 40), pages(50, 10)]);
+    for (const algorithm of ['none', 'gzip', 'zstd'] as const) {
+    const chunks = [pages(1, 40), pages(50, 10)];
+    const good = piece({ algorithm, level: 1 }, chunks);
+    const expected = hashesOf(chunks);
     let seed = 7;
     const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296);
     for (let i = 0; i < 400; i++) {
@@ -40,10 +48,11 @@ describe('backup pieces', () => {
       const cut = i % 2 ? bad : bad.subarray(0, Math.floor(rnd() * (bad.length - 1)));
       if (i % 2 === 0 && cut.length <= 16) continue; // a header alone is an empty piece: the manifest's page count catches it
       try {
-        const out = decodePiece('p', cut, pageSize);
+        const out = decodePiece('p', cut, pageSize, undefined, expected);
         // Only a flip inside gzip's own framing that still decodes to the same bytes may pass; then the
         // pages must be exactly the good ones.
-        const ref = decodePiece('p', good, pageSize);
+        expect(algorithm).toBe('gzip');
+        const ref = decodePiece('p', good, pageSize, undefined, expected);
         expect(out.length).toBe(ref.length);
         out.forEach(([pg, img], k) => {
           expect(pg).toBe(ref[k]![0]);
@@ -55,5 +64,36 @@ describe('backup pieces', () => {
       }
     }
     }
+  });
+
+  test('version 2, uncompressed: the CRC covers the page numbers, the page hashes the images; version 1 is still read', () => {
+    const chunk = pages(7, 5);
+    const good = piece({ algorithm: 'none', level: 0 }, [chunk]);
+    const at = PIECE_HEADER_BYTES + CHUNK_HEADER_BYTES;
+    expect(good.readUInt32BE(4)).toBe(2);
+    expect(good.readUInt32BE(PIECE_HEADER_BYTES + 4)).toBe(crc32(good.subarray(at, at + 4 * 5)));
+    const expected = hashesOf([chunk]);
+    const refused = (b: Buffer, why: RegExp) => expect(() => decodePiece('p', b, pageSize, undefined, expected)).toThrow(why);
+    const pgnoFlipped = Buffer.from(good);
+    pgnoFlipped[at + 4 * 2 + 3]! ^= 0x01; // page 9 -> 8: still a page number, the CRC refuses it
+    refused(pgnoFlipped, /chunk checksum mismatch/);
+    const imageFlipped = Buffer.from(good);
+    imageFlipped[at + 4 * 5 + 3 * pageSize + 17]! ^= 0x10;
+    refused(imageFlipped, /page 10 does not match its recorded hash/);
+    // The same chunk with a wrong hash file: refused, not returned.
+    const otherHashes = Buffer.from(expected);
+    otherHashes[PAGE_HASH_BYTES * 4]! ^= 1;
+    expect(() => decodePiece('p', good, pageSize, undefined, otherHashes)).toThrow(/page 11 does not match its recorded hash/);
+    expect(() => decodePiece('p', good, pageSize, undefined, expected.subarray(0, 4 * PAGE_HASH_BYTES))).toThrow(/more pages than/);
+    // Version 1: the CRC over all the stored bytes. Read as before; a version 2 CRC under a version 1 header
+    // (or the reverse) is damage.
+    const v1 = Buffer.from(good);
+    v1.writeUInt32BE(1, 4);
+    refused(v1, /chunk checksum mismatch/);
+    v1.writeUInt32BE(crc32(v1.subarray(at)), PIECE_HEADER_BYTES + 4);
+    expect(decodePiece('p', v1, pageSize, undefined, expected).map(([p]) => p)).toEqual([7, 8, 9, 10, 11]);
+    const v2WithV1Crc = Buffer.from(v1);
+    v2WithV1Crc.writeUInt32BE(2, 4);
+    refused(v2WithV1Crc, /chunk checksum mismatch/);
   });
 });

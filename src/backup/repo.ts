@@ -18,7 +18,9 @@
  */
 import { RedoshipError } from '../error/index.js';
 import { createStorage, openStorage, type Storage } from '../storage/index.js';
-import type { Compression } from './piece.js';
+import { createHash } from 'node:crypto';
+import { PAGE_HASH_BYTES } from '../sqlite/index.js';
+import { pieceCorrupt, type Compression } from './piece.js';
 import type { SetEncryption } from './key.js';
 
 export interface PieceInfo {
@@ -104,6 +106,18 @@ export class Repo {
     const id: RepoIdentity = { format: 1, databaseId, pageSize, createdAt: new Date().toISOString() };
     await storage.put(IDENTITY, Buffer.from(JSON.stringify(id, null, 2) + '\n'));
     return new Repo(storage, id);
+  }
+
+  /**
+   * A set's page hashes (PAGE_HASH_BYTES per page it holds, in order), checked against the manifest's
+   * SHA-256 and page count: what every reader of its pieces compares their images with.
+   */
+  async pageHashes(set: BackupManifest): Promise<Buffer> {
+    const name = `${set.name}/${set.pageHashes.name}`;
+    const hashes = await this.storage.get(`sets/${name}`);
+    if (createHash('sha256').update(hashes).digest('hex') !== set.pageHashes.sha256) throw pieceCorrupt(name, 0, 'checksum mismatch');
+    if (hashes.length !== set.pages * PAGE_HASH_BYTES) throw pieceCorrupt(name, 0, `${hashes.length} bytes for ${set.pages} pages`);
+    return hashes;
   }
 
   /** Every complete backup set (with a manifest), in LSN order. */

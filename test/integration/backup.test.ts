@@ -262,6 +262,31 @@ describe('restore checks every byte of a piece', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(integrityCheck(join(dir, 'out.db'))).toBe('ok');
   });
+
+  test('merge checks every image against its page hash: a damaged set is refused, no new set is written', async () => {
+    // The chunk CRC of an uncompressed piece covers its page numbers only (piece.ts): a merge that did not
+    // compare images with their hashes would copy damage into a new set and give it new, matching hashes.
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const repo = join(dir, 'backups');
+    makeDb(db);
+    await startWorkload(db, { seed: 5, mix: 'stress', count: 60 }).result();
+    const l0 = await backup(db, arch, repo, ['--compress', 'none']);
+    await startWorkload(db, { seed: 6, count: 40 }).result();
+    await backup(db, arch, repo, ['--level', '1', '--compress', 'none']);
+    const piece = join(repo, 'sets', l0.name, 'piece-00000');
+    const good = readFileSync(piece);
+    const count = good.readUInt32BE(16 + 8);
+    writeFileSync(piece, flip(Buffer.from(good), 28 + 4 * count + 2 * 4096 + 300));
+    const before = readdirSync(join(repo, 'sets')).sort();
+    const m = await run(['backup', 'merge', '--repo', repo]);
+    expect(m.code, m.stderr).toBe(22);
+    expect(m.stderr).toMatch(new RegExp(`backup piece ${l0.name}/piece-00000 is damaged at byte \\d+: page 3 does not match its recorded hash`));
+    expect(readdirSync(join(repo, 'sets')).sort()).toEqual(before);
+    writeFileSync(piece, good);
+    expect((await run(['backup', 'merge', '--repo', repo])).code).toBe(0);
+  });
 });
 
 /** b with byte at ^= mask (or, with add, the byte increased by add: a page number that still ascends). */
