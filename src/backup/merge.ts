@@ -3,10 +3,14 @@
  * chain (a level 0 and the level 1s a restore would apply), without reading the database. The new set is at
  * the chain's end LSN; it restores exactly what the chain restores.
  */
-import { RedoshipError } from '../error/index.js';
+import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RedoshipError, ioError } from '../error/index.js';
 import { PAGE_HASH_BYTES } from '../sqlite/index.js';
-import { decodePiece, pieceCorrupt, type CompressionSpec } from './piece.js';
-import { Repo, type BackupManifest } from './repo.js';
+import { LocalStorage } from '../storage/index.js';
+import { piecePages, pieceCorrupt, type CompressionSpec } from './piece.js';
+import { Repo, type BackupManifest, type PieceInfo } from './repo.js';
 import { planChain } from './restore.js';
 import { writeSet, type BackupProgress } from './take.js';
 import { readCatalog } from './catalog.js';
@@ -24,47 +28,104 @@ export async function mergeChain(
   if (chain.length === 0) throw new RedoshipError('TARGET_UNREACHABLE', 'the repository has no level 0 to merge from', 'take a level 0 backup first');
   if (chain.length === 1) throw new RedoshipError('USAGE', `the newest chain is the level 0 ${chain[0]!.name} alone: nothing to merge`, 'take level 1 backups first; merge folds them into a new level 0');
   const last = chain[chain.length - 1]!;
-  const readSet = async (s: BackupManifest) => {
-    const out: Array<readonly [number, Buffer]> = [];
-    const key = s.encryption ? setKey(s.name, s.encryption, o.encryptionSecret ?? null) : undefined;
-    // Every image is checked against the set's page hashes before it goes into the new set (a new set gets
-    // new hashes: damage that got in here would be certified as good).
-    const hashes = await repo.pageHashes(s);
-    for (const p of s.pieces) out.push(...decodePiece(`${s.name}/${p.name}`, await repo.storage.get(`sets/${s.name}/${p.name}`), s.pageSize, key, hashes.subarray(out.length * PAGE_HASH_BYTES)));
-    if (out.length !== s.pages) throw pieceCorrupt(s.name, 0, `it holds ${out.length} pages, the manifest says ${s.pages}`);
-    return out;
-  };
-  // The level 1s' pages (the newest image of each) in memory; the level 0 streamed piece by piece under them.
-  const newer = new Map<number, Buffer>();
-  for (const s of chain.slice(1)) for (const [pgno, page] of await readSet(s)) newer.set(pgno, page);
-  const l0 = chain[0]!;
-  const l0Pages: Array<readonly [number, Buffer]> = await readSet(l0);
-  const size = last.sizePages;
-  function* pages(): Generator<readonly [number, Uint8Array]> {
-    let i = 0;
-    for (let pgno = 1; pgno <= size; pgno++) {
-      while (i < l0Pages.length && l0Pages[i]![0] < pgno) i++;
-      const img = newer.get(pgno) ?? (l0Pages[i]?.[0] === pgno ? l0Pages[i]![1] : undefined);
-      if (!img) throw new RedoshipError('ARCHIVE_CORRUPT', `the chain ending at ${last.name} has no image of page ${pgno}`, 'validate the repository');
-      yield [pgno, img];
+  // Pieces are read one at a time per set of the chain (memory: about one piece per set, bounded by
+  // --max-piece-size); from storage other than a directory they are first copied to a temporary directory.
+  const staged = repo.storage instanceof LocalStorage ? null : mkdtempSync(join(tmpdir(), 'redoship-merge-'));
+  try {
+    const root = repo.storage instanceof LocalStorage ? repo.storage.root : staged!;
+    const cursors: SetCursor[] = [];
+    for (const s of chain) {
+      const key = s.encryption ? setKey(s.name, s.encryption, o.encryptionSecret ?? null) : undefined;
+      const hashes = await repo.pageHashes(s);
+      if (staged) for (const p of s.pieces) writeFileSync(join(staged, `${s.name}-${p.name}`), await repo.storage.get(`sets/${s.name}/${p.name}`));
+      const path = (p: PieceInfo) => (staged ? join(staged, `${s.name}-${p.name}`) : join(root, 'sets', s.name, p.name));
+      cursors.push(new SetCursor(setPages(s, path, key, hashes)));
     }
+    const size = last.sizePages;
+    // Page by page, the image from the newest set of the chain that holds it (the level 0 holds every page).
+    function* pages(): Generator<readonly [number, Uint8Array]> {
+      for (let pgno = 1; pgno <= size; pgno++) {
+        let img: Buffer | undefined;
+        for (let k = cursors.length - 1; k >= 0; k--) {
+          const found = cursors[k]!.at(pgno);
+          if (found && !img) img = found;
+        }
+        if (!img) throw new RedoshipError('ARCHIVE_CORRUPT', `the chain ending at ${last.name} has no image of page ${pgno}`, 'validate the repository');
+        yield [pgno, img];
+      }
+    }
+    const manifest = await writeSet(repo, {
+      level: 0,
+      cumulative: false,
+      parent: null,
+      endLsn: BigInt(last.endLsn),
+      commitTimeUs: BigInt(new Date(last.endCommitTime).getTime()) * 1000n,
+      sizePages: size,
+      pageSize: last.pageSize,
+      pages: pages(),
+      pageCount: size,
+      compression: o.compression,
+      maxPieceBytes: o.maxPieceBytes,
+      synthetic: true,
+      ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+      // Encrypted sets merge into an encrypted set, with the same secret.
+      ...(o.encryptionSecret && chain.some((s) => s.encryption) ? { encryptionSecret: o.encryptionSecret } : {}),
+    });
+    return { manifest, from: chain.map((s) => s.name) };
+  } finally {
+    if (staged) rmSync(staged, { recursive: true, force: true });
   }
-  const manifest = await writeSet(repo, {
-    level: 0,
-    cumulative: false,
-    parent: null,
-    endLsn: BigInt(last.endLsn),
-    commitTimeUs: BigInt(new Date(last.endCommitTime).getTime()) * 1000n,
-    sizePages: size,
-    pageSize: last.pageSize,
-    pages: pages(),
-    pageCount: size,
-    compression: o.compression,
-    maxPieceBytes: o.maxPieceBytes,
-    synthetic: true,
-    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
-    // Encrypted sets merge into an encrypted set, with the same secret.
-    ...(o.encryptionSecret && chain.some((s) => s.encryption) ? { encryptionSecret: o.encryptionSecret } : {}),
-  });
-  return { manifest, from: chain.map((s) => s.name) };
+}
+
+/**
+ * A set's pages in pgno order, piece by piece, each image checked against its page hash (piecePages). Every
+ * piece is read into one buffer, reused: a new buffer per piece is memory the garbage collector gives back
+ * late (merging a 274 MiB level 0 of 32 MiB pieces: peak RSS 247 MB, against 148 MB reused). An image yielded is
+ * valid until the generator is resumed past the end of its piece.
+ */
+function* setPages(s: BackupManifest, path: (p: PieceInfo) => string, key: Buffer | undefined, hashes: Buffer): Generator<readonly [number, Buffer]> {
+  let at = 0;
+  const buf = Buffer.allocUnsafe(Math.max(0, ...s.pieces.map((p) => p.bytes)));
+  for (const p of s.pieces) {
+    const name = `${s.name}/${p.name}`;
+    const body = buf.subarray(0, p.bytes);
+    let size: number;
+    try {
+      const fd = openSync(path(p), 'r');
+      try {
+        size = fstatSync(fd).size;
+        if (size === p.bytes) for (let done = 0; done < p.bytes; ) {
+          const n = readSync(fd, body, done, p.bytes - done, done);
+          if (n === 0) throw new Error(`${path(p)} ended at byte ${done}`);
+          done += n;
+        }
+      } finally {
+        closeSync(fd);
+      }
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new RedoshipError('NOT_FOUND', `${name} is missing`, 'run `redoship crosscheck` to find what the repository lost');
+      throw ioError('read', path(p), e);
+    }
+    if (size !== p.bytes) throw pieceCorrupt(name, 0, `it is ${size} bytes, the manifest says ${p.bytes}`);
+    let n = 0;
+    for (const page of piecePages(name, body, s.pageSize, key, hashes.subarray(at * PAGE_HASH_BYTES, (at + p.pages) * PAGE_HASH_BYTES))) {
+      n++;
+      yield page;
+    }
+    if (n !== p.pages) throw pieceCorrupt(name, 0, `it holds ${n} pages, the manifest says ${p.pages}`);
+    at += n;
+  }
+  if (at !== s.pages) throw pieceCorrupt(s.name, 0, `it holds ${at} pages, the manifest says ${s.pages}`);
+}
+
+/** Walks a set's ascending pages: at(pgno) is its image of pgno, or undefined; pgno must not go down. */
+class SetCursor {
+  private head: IteratorResult<readonly [number, Buffer]>;
+  constructor(private readonly pages: Iterator<readonly [number, Buffer]>) {
+    this.head = pages.next();
+  }
+  at(pgno: number): Buffer | undefined {
+    while (!this.head.done && this.head.value[0] < pgno) this.head = this.pages.next();
+    return !this.head.done && this.head.value[0] === pgno ? this.head.value[1] : undefined;
+  }
 }

@@ -253,27 +253,31 @@ export function decodeStored(name: string, c: StoredChunk, pageSize: number, for
 }
 
 /**
- * Decodes a whole piece into its pages, checking everything: expected holds the page hashes of its pages in
- * order (from the set's page-hash file, at the piece's first page), and every image is compared with its
- * own. Throws ARCHIVE_CORRUPT naming the piece.
+ * A piece's pages in order, decoded a chunk at a time (memory: the piece and one decoded chunk), checking
+ * everything: expected holds the page hashes of its pages in order (from the set's page-hash file, at the
+ * piece's first page), and every image is compared with its own before it is yielded. Throws ARCHIVE_CORRUPT
+ * naming the piece. An image is a view of the piece or of the chunk's decoded bytes.
  */
-export function decodePiece(name: string, buf: Buffer, pageSize: number, key: Buffer | undefined, expected: Buffer): Array<readonly [number, Buffer]> {
+export function* piecePages(name: string, buf: Buffer, pageSize: number, key: Buffer | undefined, expected: Buffer): Generator<readonly [number, Buffer]> {
   const format = readPieceHeader(name, buf, key);
-  const out: Array<readonly [number, Buffer]> = [];
   let lastPgno = 0;
+  let k = 0;
   for (const c of pieceChunks(name, buf, pageSize)) {
     const raw = decodeStored(name, c, pageSize, format, format.encrypted ? key : undefined);
     const count = c.count;
     if (raw.readUInt32BE(0) <= lastPgno) throw pieceCorrupt(name, c.offset, 'page numbers do not ascend');
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < count; i++, k++) {
       const pgno = raw.readUInt32BE(i * 4);
       const image = raw.subarray(count * 4 + i * pageSize, count * 4 + (i + 1) * pageSize);
-      const k = out.length;
       if (expected.length < (k + 1) * PAGE_HASH_BYTES) throw pieceCorrupt(name, c.offset, `it holds more pages than the set's page-hash file lists`);
       if (!pageHash(pgno, image).equals(expected.subarray(k * PAGE_HASH_BYTES, (k + 1) * PAGE_HASH_BYTES))) throw pieceCorrupt(name, c.offset, `page ${pgno} does not match its recorded hash`);
-      out.push([pgno, image]);
+      yield [pgno, image];
     }
     lastPgno = raw.readUInt32BE((count - 1) * 4);
   }
-  return out;
+}
+
+/** piecePages, all at once. */
+export function decodePiece(name: string, buf: Buffer, pageSize: number, key: Buffer | undefined, expected: Buffer): Array<readonly [number, Buffer]> {
+  return [...piecePages(name, buf, pageSize, key, expected)];
 }

@@ -127,6 +127,17 @@ describe.skipIf(cannotRun !== '')(`backup repositories in S3 (s3rver)${cannotRun
     expect(rb.code, rb.stderr).toBe(0);
     expect(differingPages(readFileSync(a), readFileSync(b), 4096)).toEqual([]);
     expect(integrityCheck(b)).toBe('ok');
+
+    // merge in the bucket (its pieces staged to a temporary directory, removed after): restores from the
+    // merged set alone to the same file as the chain.
+    const m = await cli(['backup', 'merge', '--repo', repo, '--json'], dir);
+    expect(m.code, m.stderr).toBe(0);
+    const merged = JSON.parse(m.stdout).manifest as { name: string };
+    const c = join(dir, 'from-merged.db');
+    const rm = await cli(['restore', '--repo', repo, '--to', c, '--json'], dir);
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(JSON.parse(rm.stdout).plan.steps.map((s: { name?: string }) => s.name)).toEqual([merged.name]);
+    expect(differingPages(readFileSync(out), readFileSync(c), 4096)).toEqual([]);
   });
 
   test('backups through a running primary under writers, then restore with redo: equal to the primary', async () => {
