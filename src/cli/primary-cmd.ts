@@ -5,7 +5,7 @@ import { reportError } from './main.js';
 import { hostPort, readSecret, readTlsFile } from './net-flags.js';
 import { catchSignals, type Signals } from './signals.js';
 import { standbyCommand } from './standby-cmd.js';
-import { serveRoleRequests } from './switchover-cmd.js';
+import { serveRoleRequests } from '../roles/index.js';
 import { Archive, type Lsn } from '../redo/index.js';
 import { Applier } from '../standby/index.js';
 import { serveBackupRequests, startRemoteArchiving } from './backup-cmd.js';

@@ -15,14 +15,13 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { RedoshipError } from '../error/index.js';
 import { Archive, isProcessAlive, removeFence, type Incarnation } from '../redo/index.js';
-import { promoteFiles, type PromoteResult } from '../roles/index.js';
+import { pageImagesReply, promoteFiles, type PromoteResult } from '../roles/index.js';
 import { STANDBY_STATUS_FILE, type StandbyHandle } from '../standby/index.js';
 import type { ControlHandler } from '../transport/index.js';
 import { log, primaryCommand, type PrimaryFlags } from './primary-cmd.js';
 import { catchSignals, type Signals } from './signals.js';
 import type { StandbyFlags } from './standby-cmd.js';
 import { parseLsn, parseTime } from './units.js';
-import { pageImagesReply } from './repair-cmd.js';
 
 const REQUEST_FILE = 'promote.request.json';
 const RESULT_FILE = 'promote.result.json';

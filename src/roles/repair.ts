@@ -141,3 +141,20 @@ function archivedUpToNow(fds: { shm: number; wal: number }, archive: Archive): L
   if (!parseWalHeader(hb)) return null;
   return tail.wal.salt1 === salts[0] && tail.wal.salt2 === salts[1] && tail.wal.commitFrame === mx ? tail.lsn : null;
 }
+
+/**
+ * A standby's or primary's answer to a `page-images` control request (repair from ws://): the images of
+ * args.pgnos at args.lsn from the archive at archiveDir, each with its page hash, base64 for JSON.
+ */
+export function pageImagesReply(archiveDir: string, args: Record<string, unknown>): { pages: Array<[number, string, string]>; lsn: string } {
+  const pgnos = Array.isArray(args.pgnos) ? args.pgnos.filter((p): p is number => Number.isInteger(p) && (p as number) > 0) : [];
+  if (pgnos.length === 0 || pgnos.length > 100_000) throw new RedoshipError('USAGE', 'page-images needs pgnos', 'this is a bug in repair');
+  const a = Archive.open(archiveDir);
+  if (args.databaseId !== a.identity.databaseId)
+    throw new RedoshipError('WRONG_DATABASE', `this server keeps database ${a.identity.databaseId}, not ${String(args.databaseId)}`, 'repair from a standby or primary of the same database');
+  const lsn = BigInt(String(args.lsn)) as Lsn;
+  const last = a.tail()?.lsn ?? 0n;
+  if (last < lsn) throw new RedoshipError('TARGET_UNREACHABLE', `this archive (${archiveDir}) holds up to LSN ${last}, not yet ${lsn}`, 'wait until it has received it, then repair again');
+  const m = pageImagesAt(a, pgnos, lsn);
+  return { lsn: String(lsn), pages: [...m].map(([p, img]) => [p, img.toString('base64'), pageHash(p, img).toString('hex')]) };
+}
