@@ -5,8 +5,10 @@
  * change, point-in-time to just before a DROP TABLE, a backup without a running primary, and bad input.
  */
 import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { describe, expect, test } from 'vitest';
 import { compareWithPrimary, differingPages, integrityCheck, makeDb, run, sleep, startPrimary, startWorkload, stopGracefully, tempDir } from '../helpers/index.js';
 
@@ -261,6 +263,45 @@ describe('restore checks every byte of a piece', () => {
     const r = await run(['restore', '--repo', repo, '--to', join(dir, 'out.db')]);
     expect(r.code, r.stderr).toBe(0);
     expect(integrityCheck(join(dir, 'out.db'))).toBe('ok');
+  });
+
+  test('a set written in piece format 1 (the CRC over every stored byte) still restores and validates', async () => {
+    // Format 1 is made here from a format 2 set: each chunk's CRC taken over all its stored bytes, the
+    // version set to 1, the manifest's piece checksum updated. Uncompressed and zstd.
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    makeDb(db);
+    await startWorkload(db, { seed: 8, mix: 'stress', count: 80 }).result();
+    for (const compress of ['none', 'zstd']) {
+      const repo = join(dir, `backups-${compress}`);
+      const set = await backup(db, arch, repo, ['--compress', compress, '--max-piece-size', '64KB']);
+      const manifestPath = join(repo, 'sets', set.name, 'manifest.json');
+      const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { pieces: Array<{ name: string; sha256: string }> };
+      for (const p of manifest.pieces) {
+        const path = join(repo, 'sets', set.name, p.name);
+        const b = readFileSync(path);
+        expect(b.readUInt32BE(4)).toBe(2);
+        b.writeUInt32BE(1, 4);
+        for (let off = 16; off < b.length; ) {
+          const len = b.readUInt32BE(off);
+          b.writeUInt32BE(crc32(b.subarray(off + 12, off + 12 + len)), off + 4);
+          off += 12 + len;
+        }
+        writeFileSync(path, b);
+        p.sha256 = createHash('sha256').update(b).digest('hex');
+      }
+      writeFileSync(manifestPath, JSON.stringify(manifest, null, 2));
+      const v = await run(['validate', '--repo', repo]);
+      expect(v.code, v.stdout + v.stderr).toBe(0);
+      const out = join(dir, `v1-${compress}.db`);
+      const r = await run(['restore', '--repo', repo, '--to', out]);
+      expect(r.code, r.stderr).toBe(0);
+      const cmp = compareWithPrimary(db, out);
+      expect(cmp.differing).toEqual([]);
+      expect(cmp.rowsEqual).toBe(true);
+      expect(cmp.integrity).toBe('ok');
+    }
   });
 
   test('merge checks every image against its page hash: a damaged set is refused, no new set is written', async () => {
