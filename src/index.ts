@@ -21,5 +21,5 @@ export { Archive } from './redo/index.js';
 export type { Lsn, RedoRecord, VerifyReport } from './redo/index.js';
 export { RedoshipError, ERROR_CODES } from './error/index.js';
 export type { ErrorCode } from './error/index.js';
-export { switchover } from './roles/index.js';
-export type { SwitchoverOptions, SwitchoverResult } from './roles/index.js';
+export { reinstate, switchover } from './roles/index.js';
+export type { ReinstateOptions, ReinstateResult, SwitchoverOptions, SwitchoverResult } from './roles/index.js';

@@ -5,3 +5,5 @@ export { serveRoleRequests } from './role-requests.js';
 export { switchover } from './switchover.js';
 export type { SwitchoverOptions, SwitchoverResult } from './switchover.js';
 export type { RepairTarget } from './repair.js';
+export { reinstate } from './reinstate.js';
+export type { ReinstateOptions, ReinstateResult } from './reinstate.js';
