@@ -189,6 +189,18 @@ describe('backup sets', () => {
     expect(cmp.rowsEqual).toBe(true);
     const v = await run(['validate', '--repo', repo, '--restore-test', '--encrypt-key-file', key]);
     expect(v.code, v.stdout).toBe(0);
+    // merge: refused without the key; with it, an encrypted level 0 that restores to the same file.
+    r = await run(['backup', 'merge', '--repo', repo]);
+    expect(r.code).toBe(33);
+    const m = await run(['backup', 'merge', '--repo', repo, '--encrypt-key-file', key, '--json']);
+    expect(m.code, m.stderr).toBe(0);
+    const merged = JSON.parse(m.stdout) as { manifest: { name: string; encryption: unknown } };
+    expect(merged.manifest.encryption).not.toBeNull();
+    const viaMerged = join(dir, 'merged.db');
+    r = await run(['restore', '--repo', repo, '--to', viaMerged, '--encrypt-key-file', key, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).plan.steps.map((s: { name: string }) => s.name)).toEqual([merged.manifest.name]);
+    expect(differingPages(readFileSync(out), readFileSync(viaMerged), 4096)).toEqual([]);
   });
 
   test('bad input: level 1 with no level 0, another database, a damaged piece, a bad --compress', async () => {
