@@ -5,19 +5,47 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
-import { archiveList, archiveVerify } from './archive-cmd.js';
-import { primaryCommand } from './primary-cmd.js';
-import { restoreCommand } from './restore-cmd.js';
-import { statusCommand } from './status-cmd.js';
-import { demoCommand } from './demo-cmd.js';
-import { standbyCommand } from './standby-cmd.js';
-import { promoteCommand } from './promote-cmd.js';
-import { switchoverCommand } from './switchover-cmd.js';
-import { reinstateCommand } from './reinstate-cmd.js';
-import { repairCommand } from './repair-cmd.js';
-import { backupCommand, catalogRebuildCommand, crosscheckCommand, listCommand, validateCommand } from './backup-cmd.js';
-import { deleteObsoleteCommand, reportObsoleteCommand } from './retention-cmd.js';
-import { drillCommand } from './drill-cmd.js';
+
+/*
+ * Each command's module is imported when the command runs, not before: importing all of them (ws, SQLite,
+ * zstd, the drill runner...) cost every invocation ~160 ms, --version and --help included.
+ */
+type Mod<P extends string> = P extends 'archive' ? typeof import('./archive-cmd.js')
+  : P extends 'primary' ? typeof import('./primary-cmd.js')
+  : P extends 'restore' ? typeof import('./restore-cmd.js')
+  : P extends 'status' ? typeof import('./status-cmd.js')
+  : P extends 'demo' ? typeof import('./demo-cmd.js')
+  : P extends 'standby' ? typeof import('./standby-cmd.js')
+  : P extends 'promote' ? typeof import('./promote-cmd.js')
+  : P extends 'switchover' ? typeof import('./switchover-cmd.js')
+  : P extends 'reinstate' ? typeof import('./reinstate-cmd.js')
+  : P extends 'repair' ? typeof import('./repair-cmd.js')
+  : P extends 'backup' ? typeof import('./backup-cmd.js')
+  : P extends 'retention' ? typeof import('./retention-cmd.js')
+  : P extends 'drill' ? typeof import('./drill-cmd.js')
+  : never;
+const modules: { [P in 'archive' | 'primary' | 'restore' | 'status' | 'demo' | 'standby' | 'promote' | 'switchover' | 'reinstate' | 'repair' | 'backup' | 'retention' | 'drill']: () => Promise<Mod<P>> } = {
+  archive: () => import('./archive-cmd.js'),
+  primary: () => import('./primary-cmd.js'),
+  restore: () => import('./restore-cmd.js'),
+  status: () => import('./status-cmd.js'),
+  demo: () => import('./demo-cmd.js'),
+  standby: () => import('./standby-cmd.js'),
+  promote: () => import('./promote-cmd.js'),
+  switchover: () => import('./switchover-cmd.js'),
+  reinstate: () => import('./reinstate-cmd.js'),
+  repair: () => import('./repair-cmd.js'),
+  backup: () => import('./backup-cmd.js'),
+  retention: () => import('./retention-cmd.js'),
+  drill: () => import('./drill-cmd.js'),
+};
+
+/** An action that imports its module, then calls the command in it with every argument commander gives. */
+function lazy<P extends keyof typeof modules, K extends keyof Mod<P>>(mod: P, name: K): (...args: unknown[]) => Promise<void> {
+  return async (...args) => {
+    await ((await modules[mod]())[name] as unknown as (...a: unknown[]) => unknown)(...args);
+  };
+}
 
 function example(text: string): string {
   return `\nExample:\n  ${text.trim().split('\n').join('\n  ')}\n`;
@@ -38,7 +66,7 @@ export function buildProgram(): Command {
     .option('--delay <duration>', 'apply delay of the demo standby', '5s')
     .option('--duration <d>', 'stop by itself after this long (e.g. 30s); default: run until Ctrl-C')
     .addHelpText('after', example('npx redoship demo --rate 200'))
-    .action(demoCommand);
+    .action(lazy('demo', 'demoCommand'));
 
   program
     .command('primary')
@@ -60,7 +88,7 @@ export function buildProgram(): Command {
     .option('--archive-to <repo>', 'copy every sealed archive segment to this backup repository within seconds (remote archiving)')
     .option('--quiet', 'print only warnings and errors')
     .addHelpText('after', example('npx redoship primary --db app.db --archive ./arch\nnpx redoship primary --db app.db --archive ./arch --listen 127.0.0.1:7400 --token-file secret\nnpx redoship primary --config /etc/redoship/app.json'))
-    .action((flags: Parameters<typeof primaryCommand>[0]) => primaryCommand(flags));
+    .action(async (flags: Parameters<Mod<'primary'>['primaryCommand']>[0]) => (await modules.primary()).primaryCommand(flags));
 
   program
     .command('standby')
@@ -94,7 +122,7 @@ export function buildProgram(): Command {
           'npx redoship standby resume --archive ./dr-arch',
       ),
     )
-    .action((verb: string | undefined, flags: Parameters<typeof standbyCommand>[1]) => standbyCommand(verb, flags));
+    .action(async (verb: string | undefined, flags: Parameters<Mod<'standby'>['standbyCommand']>[1]) => (await modules.standby()).standbyCommand(verb, flags));
 
   program
     .command('promote')
@@ -111,7 +139,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'print only warnings and errors')
     .addHelpText('after', example('npx redoship promote --archive ./dr-arch\nnpx redoship promote --archive ./dr-arch --until-time 2026-11-22T09:59:00Z --json'))
-    .action((flags: Parameters<typeof promoteCommand>[0]) => promoteCommand(flags));
+    .action(async (flags: Parameters<Mod<'promote'>['promoteCommand']>[0]) => (await modules.promote()).promoteCommand(flags));
 
   program
     .command('switchover')
@@ -124,7 +152,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'print only the result')
     .addHelpText('after', example('npx redoship switchover --to ws://standby:7401 --token-file secret'))
-    .action((flags: Parameters<typeof switchoverCommand>[0]) => switchoverCommand(flags));
+    .action(async (flags: Parameters<Mod<'switchover'>['switchoverCommand']>[0]) => (await modules.switchover()).switchoverCommand(flags));
 
   program
     .command('reinstate')
@@ -140,7 +168,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'print only warnings and errors')
     .addHelpText('after', example('npx redoship reinstate --db old.db --archive ./old-arch --from ws://new-primary:7400 --token-file secret'))
-    .action((flags: Parameters<typeof reinstateCommand>[0]) => reinstateCommand(flags));
+    .action(async (flags: Parameters<Mod<'reinstate'>['reinstateCommand']>[0]) => (await modules.reinstate()).reinstateCommand(flags));
 
   program
     .command('repair')
@@ -155,7 +183,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'print only the result')
     .addHelpText('after', example('npx redoship repair --db app.db --pages 5,9 --from ws://standby:7401 --token-file secret\nnpx redoship repair --db app.db --pages 5 --from ./backups'))
-    .action((flags: Parameters<typeof repairCommand>[0]) => repairCommand(flags));
+    .action(async (flags: Parameters<Mod<'repair'>['repairCommand']>[0]) => (await modules.repair()).repairCommand(flags));
 
   const archive = program.command('archive').description('inspect an archive');
   archive
@@ -164,14 +192,14 @@ export function buildProgram(): Command {
     .requiredOption('--archive <dir>', 'the archive directory')
     .option('--json', 'print JSON')
     .addHelpText('after', example('npx redoship archive list --archive ./arch --json'))
-    .action(archiveList);
+    .action(lazy('archive', 'archiveList'));
   archive
     .command('verify')
     .description('check every record of every segment; exits non-zero on damage')
     .requiredOption('--archive <dir>', 'the archive directory')
     .option('--json', 'print JSON')
     .addHelpText('after', example('npx redoship archive verify --archive ./arch'))
-    .action(archiveVerify);
+    .action(lazy('archive', 'archiveVerify'));
 
   program
     .command('restore')
@@ -189,7 +217,7 @@ export function buildProgram(): Command {
       'after',
       example('npx redoship restore --archive ./arch --to out.db --until-time 2026-11-22T10:15:00Z\nnpx redoship restore --repo ./backups --archive ./arch --to out.db --preview'),
     )
-    .action(restoreCommand);
+    .action(lazy('restore', 'restoreCommand'));
 
   program
     .command('backup')
@@ -216,7 +244,7 @@ export function buildProgram(): Command {
           'npx redoship backup merge --repo ./backups',
       ),
     )
-    .action(backupCommand);
+    .action(lazy('backup', 'backupCommand'));
 
   program
     .command('validate')
@@ -227,7 +255,7 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON')
     .option('--quiet', 'no progress line (drawn only when stderr is a terminal)')
     .addHelpText('after', example('npx redoship validate --repo ./backups --restore-test'))
-    .action(validateCommand);
+    .action(lazy('backup', 'validateCommand'));
 
   program
     .command('crosscheck')
@@ -235,7 +263,7 @@ export function buildProgram(): Command {
     .requiredOption('--repo <dir>', 'the backup repository')
     .option('--json', 'print JSON')
     .addHelpText('after', example('npx redoship crosscheck --repo ./backups'))
-    .action(crosscheckCommand);
+    .action(lazy('backup', 'crosscheckCommand'));
 
   program
     .command('catalog')
@@ -246,7 +274,7 @@ export function buildProgram(): Command {
     .addHelpText('after', example('npx redoship catalog rebuild --repo ./backups'))
     .action(async (action: string, f: { repo: string; json?: boolean }) => {
       if (action !== 'rebuild') throw new RedoshipError('USAGE', `unknown catalog action "${action}"`, 'use: redoship catalog rebuild --repo DIR');
-      await catalogRebuildCommand(f);
+      await (await modules.backup()).catalogRebuildCommand(f);
     });
 
   program
@@ -255,11 +283,11 @@ export function buildProgram(): Command {
     .requiredOption('--repo <dir>', 'the backup repository')
     .option('--json', 'print JSON')
     .addHelpText('after', example('npx redoship list --repo ./backups --json'))
-    .action(listCommand);
+    .action(lazy('backup', 'listCommand'));
 
   for (const [verb, action, what] of [
-    ['report', reportObsoleteCommand, 'list the backup sets a retention policy no longer needs, and why (RMAN REPORT OBSOLETE)'],
-    ['delete', deleteObsoleteCommand, 'delete the backup sets a retention policy no longer needs (RMAN DELETE OBSOLETE)'],
+    ['report', 'reportObsoleteCommand', 'list the backup sets a retention policy no longer needs, and why (RMAN REPORT OBSOLETE)'],
+    ['delete', 'deleteObsoleteCommand', 'delete the backup sets a retention policy no longer needs (RMAN DELETE OBSOLETE)'],
   ] as const)
     program
       .command(verb)
@@ -270,7 +298,7 @@ export function buildProgram(): Command {
       .option('--recovery-window <duration>', 'keep what restores any point of the last D (7d, 12h): may keep a level 0 older than D')
       .option('--json', 'print JSON')
       .addHelpText('after', example(`npx redoship ${verb} obsolete --repo ./backups --recovery-window 7d\nnpx redoship ${verb} obsolete --repo ./backups --redundancy 2 --json`))
-      .action(action);
+      .action(lazy('retention', action));
 
   program
     .command('drill')
@@ -286,7 +314,7 @@ export function buildProgram(): Command {
     .option('--check', 'only validate the scenario file')
     .option('--quiet', 'no progress lines on stderr')
     .addHelpText('after', example('npx redoship drill scenarios/switchover.yaml --report report.md\nnpx redoship drill scenarios/failover.yaml --short --json\nnpx redoship drill scenarios/cascade.yaml --set load=60s --scale 2'))
-    .action(drillCommand);
+    .action(lazy('drill', 'drillCommand'));
 
   program
     .command('status')
@@ -294,7 +322,7 @@ export function buildProgram(): Command {
     .requiredOption('--archive <dir>', 'the archive directory')
     .option('--json', 'print JSON')
     .addHelpText('after', example('npx redoship status --archive ./arch'))
-    .action(statusCommand);
+    .action(lazy('status', 'statusCommand'));
 
   for (const c of program.commands) c.exitOverride();
   for (const c of archive.commands) c.exitOverride();
