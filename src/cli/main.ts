@@ -10,21 +10,7 @@ import { RedoshipError, isRedoshipError } from '../error/index.js';
  * Each command's module is imported when the command runs, not before: importing all of them (ws, SQLite,
  * zstd, the drill runner...) cost every invocation ~160 ms, --version and --help included.
  */
-type Mod<P extends string> = P extends 'archive' ? typeof import('./archive-cmd.js')
-  : P extends 'primary' ? typeof import('./primary-cmd.js')
-  : P extends 'restore' ? typeof import('./restore-cmd.js')
-  : P extends 'status' ? typeof import('./status-cmd.js')
-  : P extends 'demo' ? typeof import('./demo-cmd.js')
-  : P extends 'standby' ? typeof import('./standby-cmd.js')
-  : P extends 'promote' ? typeof import('./promote-cmd.js')
-  : P extends 'switchover' ? typeof import('./switchover-cmd.js')
-  : P extends 'reinstate' ? typeof import('./reinstate-cmd.js')
-  : P extends 'repair' ? typeof import('./repair-cmd.js')
-  : P extends 'backup' ? typeof import('./backup-cmd.js')
-  : P extends 'retention' ? typeof import('./retention-cmd.js')
-  : P extends 'drill' ? typeof import('./drill-cmd.js')
-  : never;
-const modules: { [P in 'archive' | 'primary' | 'restore' | 'status' | 'demo' | 'standby' | 'promote' | 'switchover' | 'reinstate' | 'repair' | 'backup' | 'retention' | 'drill']: () => Promise<Mod<P>> } = {
+const modules = {
   archive: () => import('./archive-cmd.js'),
   primary: () => import('./primary-cmd.js'),
   restore: () => import('./restore-cmd.js'),
@@ -39,11 +25,13 @@ const modules: { [P in 'archive' | 'primary' | 'restore' | 'status' | 'demo' | '
   retention: () => import('./retention-cmd.js'),
   drill: () => import('./drill-cmd.js'),
 };
+type Mod<P extends keyof typeof modules> = Awaited<ReturnType<(typeof modules)[P]>>;
 
 /** An action that imports its module, then calls the command in it with every argument commander gives. */
 function lazy<P extends keyof typeof modules, K extends keyof Mod<P>>(mod: P, name: K): (...args: unknown[]) => Promise<void> {
   return async (...args) => {
-    await ((await modules[mod]())[name] as unknown as (...a: unknown[]) => unknown)(...args);
+    const m = (await modules[mod]()) as Mod<P>;
+    await (m[name] as unknown as (...a: unknown[]) => unknown)(...args);
   };
 }
 
