@@ -79,6 +79,14 @@ export type CaptureEvent =
    * the event only (copy what must outlive it; the redo server's ring keeps the framed copies the archive wrote).
    */
   | { type: 'archived'; firstLsn: Lsn; lastLsn: Lsn; records: readonly RedoRecord[]; durableAtUs: bigint }
+  /**
+   * Records are written to the archive and about to be synced: a primary may send them to its standbys now, as
+   * unconfirmed redo (transport/protocol.ts, confirmation). 'archived' follows once they are durable, or
+   * 'unwritten' when the sync failed; same lifetime of the records as for 'archived'.
+   */
+  | { type: 'written'; records: readonly RedoRecord[] }
+  /** The sync after 'written' failed: the archive was cut back to lastLsn, and the records will get those LSNs again. */
+  | { type: 'unwritten'; lastLsn: Lsn }
   | { type: 'warning'; message: string }
   | { type: 'info'; message: string };
 
@@ -344,7 +352,12 @@ export class Capturer {
         pages: t.pages,
         wal: { salt1: hdr.salt1, salt2: hdr.salt2, commitFrame: t.commitFrame, s0: t.checksum.s0, s1: t.checksum.s1 },
       }));
-      this.archive.append(records);
+      try {
+        this.archive.append(records, (written) => this.emit({ type: 'written', records: written }));
+      } catch (e) {
+        this.emit({ type: 'unwritten', lastLsn: this.archive.lastLsn });
+        throw e;
+      }
       this.pos = { salt1: hdr.salt1, salt2: hdr.salt2, frame: scan.endFrame, checksum: scan.endChecksum };
       this.stats.capturedFrame = scan.endFrame;
       const durableAtUs = nowUs();

@@ -123,10 +123,31 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
   const listeners = new Set<() => void>();
   /** The records just archived, so that standbys close behind are served from memory (when listening). */
   let recent: RecentRedo | null = null;
+  /**
+   * Last LSN written to the archive, durable or not yet: standbys are sent records once they are written, and
+   * told separately when they are durable (the writer's lastLsn), so that their syncs overlap the primary's
+   * (transport/protocol.ts, confirmation).
+   */
+  let writtenLsn = 0n;
+  // eslint-disable-next-line prefer-const -- set once the server exists
+  let server: RedoServer | null = null;
   const emit = (e: CaptureEvent) => {
-    if (e.type === 'archived') {
+    if (e.type === 'written') {
       recent?.push(e.records);
+      writtenLsn = e.records[e.records.length - 1]!.lsn;
       for (const l of listeners) l();
+      return;
+    }
+    if (e.type === 'unwritten') {
+      // Sent but never made durable: the ring forgets them, and standbys sent them reconnect and set them aside.
+      writtenLsn = e.lastLsn;
+      recent?.clear();
+      server?.dropUnconfirmed();
+      return;
+    }
+    if (e.type === 'archived') {
+      if (e.records.length === 0) recent?.push(e.records); // a base or resync: the ring cannot serve past it
+      for (const l of listeners) l(); // pumps, and confirms what was sent written
     }
     o.onEvent?.(e);
   };
@@ -180,11 +201,17 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
     const capturer = new Capturer(live, writer, opts, emit);
     capturer.start();
     const w = writer;
-    // eslint-disable-next-line prefer-const -- onFenced refers to the server once it exists
-    let server: RedoServer | null = null;
     server = o.listen
       ? await RedoServer.start(
-          archiveSource({ archive, incarnation: 1, history: () => w.history, lastLsn: () => w.lastLsn, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)), recent: (recent = new RecentRedo(archive.identity.pageSize)) }),
+          archiveSource({
+            archive,
+            incarnation: 1,
+            history: () => w.history,
+            lastLsn: () => (writtenLsn > w.lastLsn ? writtenLsn : w.lastLsn),
+            confirmedLsn: () => w.lastLsn,
+            subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)),
+            recent: (recent = new RecentRedo(archive.identity.pageSize)),
+          }),
           {
             host: o.listen.host,
             port: o.listen.port,

@@ -501,17 +501,21 @@ export class ArchiveWriter {
     }
   }
 
-  /** Appends records and returns once they are durable. Seals when the segment reaches its size. */
-  append(records: readonly RedoRecord[]): void {
+  /**
+   * Appends records and returns once they are durable. Seals when the segment reaches its size. onWritten
+   * runs with the records once they are written and before they are synced (SegmentWriter.append); lastLsn
+   * moves only once they are durable.
+   */
+  append(records: readonly RedoRecord[], onWritten?: (written: readonly RedoRecord[]) => void): void {
     if (records.length === 0) return;
     // A batch that crosses a fork point goes into two segments (invariant 4).
     const cut = records.findIndex((r) => incarnationOf(this.history, r.lsn) !== incarnationOf(this.history, records[0]!.lsn));
     if (cut > 0) {
-      this.append(records.slice(0, cut));
-      this.append(records.slice(cut));
+      this.append(records.slice(0, cut), onWritten);
+      this.append(records.slice(cut), onWritten);
       return;
     }
-    this.openSegment(records[0]!.lsn).append(records, this.framedAlloc);
+    this.openSegment(records[0]!.lsn).append(records, this.framedAlloc, onWritten && (() => onWritten(records)));
     for (const r of records) this.archive.changes.note(r.lsn, r.kind === 'base' ? 'all' : r.pages.map(([pgno]) => pgno), r.sizePages);
     this.appended(records[records.length - 1]!);
   }
@@ -693,6 +697,14 @@ export class ArchiveWriter {
     writeHistory(this.archive.dir, theirs);
     this.history = theirs;
     return { setAside };
+  }
+
+  /**
+   * Sets aside every record after lsn, keeping the line: a standby's records its primary never confirmed
+   * durable, and then lost (transport/protocol.ts, confirmation). They are kept in diverged/ like a fork's.
+   */
+  setAsideUnconfirmed(lsn: Lsn, why: string): SetAside {
+    return this.setAsideAfter(lsn, why);
   }
 
   /** Moves every record after forkLsn into diverged/<time>-after-<forkLsn>/, shortening a segment that spans it. */

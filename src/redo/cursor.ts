@@ -20,9 +20,14 @@ export class ArchiveCursor {
   private partNo = 0;
   private seg: { firstLsn: Lsn; name: string; offset: number } | null = null;
 
+  /**
+   * limit: the last LSN it may start reading (a cascading standby serves onward only what its primary
+   * confirmed durable, though its archive holds more: transport/protocol.ts). A record begun is read on.
+   */
   constructor(
     private readonly archive: Archive,
     fromLsn: Lsn,
+    private readonly limit?: () => bigint,
   ) {
     this.lsn = fromLsn;
   }
@@ -43,7 +48,10 @@ export class ArchiveCursor {
   read(maxBytes: number): CursorPart[] {
     const out: CursorPart[] = [];
     let bytes = 0;
-    for (let guard = 0; guard < 1000 && bytes < maxBytes; guard++) {
+    const limit = this.limit?.();
+    let limited = false;
+    for (let guard = 0; guard < 1000 && bytes < maxBytes && !limited; guard++) {
+      if (limit !== undefined && this.partNo === 0 && this.lsn > limit) break;
       if (!this.seg && !this.locate()) break;
       const s = this.seg!;
       let reader: SegmentReader;
@@ -63,6 +71,10 @@ export class ArchiveCursor {
       let progressed = false;
       try {
         for (const { part, raw, offset } of reader.parts({ offset: s.offset, lsn: this.lsn, part: this.partNo })) {
+          if (limit !== undefined && part.part === 0 && part.lsn > limit) {
+            limited = true;
+            break;
+          }
           out.push({ part, raw });
           bytes += raw.length;
           progressed = true;
@@ -76,7 +88,7 @@ export class ArchiveCursor {
       } finally {
         reader.close();
       }
-      if (bytes >= maxBytes) break;
+      if (bytes >= maxBytes || limited) break;
       if (reader.damage && reader.damage.offset < reader.fileBytes) {
         // Damage, not just "the writer has not written more yet": report it as the archive would.
         if (s.name.endsWith('.seg')) reader.assertUndamaged();

@@ -231,10 +231,11 @@ export class SegmentWriter {
   }
 
   /**
-   * Appends records (LSNs lastLsn+1, +2, ...) and returns once they are durable. Returns the bytes written
-   * (framed parts, the archive format, which is also the wire format of redo).
+   * Appends records (LSNs lastLsn+1, +2, ...) and returns once they are durable. beforeSync runs once they
+   * are written and before the fdatasync (a primary sends them to its standbys then, so that the two syncs
+   * overlap: transport/protocol.ts, confirmation); if the sync then fails, the file is cut back and this throws.
    */
-  append(records: readonly RedoRecord[], alloc?: (size: number) => Buffer): void {
+  append(records: readonly RedoRecord[], alloc?: (size: number) => Buffer, beforeSync?: () => void): void {
     const bufs: Buffer[] = [];
     let expect = this.lastLsn + 1n;
     for (const r of records) {
@@ -243,7 +244,7 @@ export class SegmentWriter {
       bufs.push(...framedRecord(r, this.header.pageSize, alloc));
     }
     if (this.pending) throw new Error(`assert: appending records while LSN ${this.pending.lsn} is incomplete`);
-    this.writeDurably(() => [bufs]);
+    this.writeDurably(() => [bufs], beforeSync);
     this.lastLsn = (expect - 1n) as Lsn;
   }
 
@@ -316,9 +317,11 @@ export class SegmentWriter {
     this.lastLsn = meta.lsn;
   }
 
-  /** Writes buffers at the end, fdatasyncs; on failure cuts the file back to where it was and throws IO. */
-  /** Writes buffers (or groups of buffers, written with one writev each) at the end, then fdatasyncs. */
-  private writeDurably(bufs: () => Iterable<Buffer | Buffer[]>): void {
+  /**
+   * Writes buffers (or groups of buffers, written with one writev each) at the end, runs beforeSync, then
+   * fdatasyncs; on failure (of any of these) cuts the file back to where it was and throws IO.
+   */
+  private writeDurably(bufs: () => Iterable<Buffer | Buffer[]>, beforeSync?: () => void): void {
     let at = this.bytes;
     let allocated = this.allocated;
     try {
@@ -340,6 +343,7 @@ export class SegmentWriter {
           allocated = at + ZEROS.length;
         }
       }
+      beforeSync?.();
       fdatasyncSync(this.fd);
     } catch (e) {
       try {

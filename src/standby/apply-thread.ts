@@ -33,8 +33,11 @@ export class ApplyThread {
   private worker: Worker | null = null;
   private inline: ApplyLoop | null = null;
   private sentDurable = -1n;
-  /** The durable LSN, shared with the loop (apply-worker.ts): stored on every call of durable(). */
-  private readonly durableWord = new SharedArrayBuffer(8);
+  /**
+   * Shared with the loop (apply-worker.ts): the durable LSN, stored on every call of durable(), then the
+   * number of times the receiver set records aside (setAside()).
+   */
+  private readonly durableWord = new SharedArrayBuffer(16);
   private lastDurableMessageMs = 0;
   private durableTimer: NodeJS.Timeout | null = null;
   private coalesceMs = 0;
@@ -136,6 +139,16 @@ export class ApplyThread {
       this.durableTimer = setTimeout(wakeLoop, wait);
       this.durableTimer.unref();
     }
+  }
+
+  /**
+   * The receiver set aside records after the applied LSN (unconfirmed ones its primary lost): the loop must
+   * forget anything it read ahead, since those LSNs come again with other contents. Call before durable()
+   * names any of the new ones.
+   */
+  setAside(): void {
+    Atomics.add(new BigInt64Array(this.durableWord), 1, 1n);
+    this.poke();
   }
 
   /** Look again now (the control file changed). */

@@ -35,7 +35,12 @@ export interface ApplyLoopOptions {
   readonly maxBatchRecords: number;
   /** Least time between the starts of two batches: one batch then covers what arrived meanwhile. */
   readonly coalesceMs: number;
-  /** One BigInt64 word: the LSN durable in the standby archive, newer than the last durable message (or absent). */
+  /**
+   * Two BigInt64 words: the LSN durable in the standby archive, newer than the last durable message (or
+   * absent); then a count the receiver raises when it sets records aside (ApplyThread.setAside): the loop then
+   * reads the archive afresh. The receiver raises the count before it stores a durable LSN past the records
+   * set aside, and the loop reads the LSN first: whenever it sees such an LSN, it sees the count too.
+   */
   readonly durableWord?: SharedArrayBuffer;
   readonly trace: boolean;
 }
@@ -85,6 +90,8 @@ export class ApplyLoop {
   private reader: ArchiveRecordReader | null = null;
   /** Last LSN the receiver said is durable. */
   private durable = 0n;
+  /** The set-aside count of durableWord that reader was made under. */
+  private setAsides = 0n;
   private timer: NodeJS.Timeout | null = null;
   private dueMs = 0;
   private lastStartMs = 0;
@@ -167,8 +174,14 @@ export class ApplyLoop {
     this.timer = null;
     if (this.stopped || Date.now() < this.retryAtMs) return;
     if (this.o.durableWord) {
-      const now = Atomics.load(new BigInt64Array(this.o.durableWord), 0);
+      const words = new BigInt64Array(this.o.durableWord);
+      const now = Atomics.load(words, 0);
       if (now > this.durable) this.durable = now;
+      const setAsides = Atomics.load(words, 1);
+      if (setAsides !== this.setAsides) {
+        this.setAsides = setAsides;
+        this.reader = null; // it may hold a record read ahead that was set aside
+      }
     }
     try {
       if (!this.archive) {

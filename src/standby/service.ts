@@ -13,6 +13,7 @@ import { Archive, FIRST_INCARNATION, currentIncarnation, splitFramedParts, type 
 import { RedoClient, RedoServer, archiveSource, type TlsClientOptions, type TlsServerOptions, type Welcome } from '../transport/index.js';
 import { ApplyThread, type AppliedState } from './apply-thread.js';
 import { readControl, type StandbyControl } from './control.js';
+import { CONFIRMED_WRITE_MS, readConfirmed, writeConfirmed } from './confirmed.js';
 
 export interface StandbyOptions {
   /** The standby database to keep; omit for an archive-only destination. */
@@ -49,6 +50,8 @@ export interface StandbyStatus {
   readonly connected: boolean;
   readonly lastError: string | null;
   readonly receivedLsn: string;
+  /** Last received LSN the primary confirmed durable: what may be applied and served onward. */
+  readonly confirmedLsn: string;
   readonly appliedLsn: string | null;
   readonly appliedCommitTime: string | null;
   readonly primaryLastLsn: string;
@@ -109,6 +112,13 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
   let control: StandbyControl = archive ? readControl(dir) : readControl(dir);
   let nextApply: { readonly lsn: bigint; readonly commitTimeUs: bigint } | null = null;
   let server: RedoServer | null = null;
+  /**
+   * Last LSN held that the primary confirmed durable (confirmed.ts): apply and cascade stop there. Records
+   * past it are durable here and acknowledged, but the primary may yet lose them (protocol.ts, confirmation).
+   */
+  let confirmed: bigint = archive ? (readConfirmed(dir) ?? writer!.lastLsn) : 0n;
+  if (writer && confirmed > writer.lastLsn) confirmed = writer.lastLsn;
+  let confirmedWritten = confirmed;
 
   // The applier runs in its own thread: its syncs never delay receiving and acknowledging.
   let applyThread: ApplyThread | null = null;
@@ -137,11 +147,27 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     throw e;
   }
   applier = applyThread?.state ?? null;
-  if (applyThread && writer) applyThread.durable(writer.lastLsn);
+  if (applyThread && writer) applyThread.durable(confirmed);
+
+  /** The primary confirmed everything up to primaryConfirmed durable: what of it this standby holds may be applied. */
+  const confirm = (primaryConfirmed: bigint) => {
+    const held = writer?.lastLsn ?? 0n;
+    const c = primaryConfirmed < held ? primaryConfirmed : held;
+    if (c <= confirmed) return;
+    confirmed = c;
+    applyThread?.durable(c);
+    if (server) for (const l of listeners) l();
+  };
+  const saveConfirmed = () => {
+    if (confirmed === confirmedWritten || !archive) return;
+    writeConfirmed(dir, confirmed);
+    confirmedWritten = confirmed;
+  };
 
   const onWelcome = (w: Welcome) => {
     if (!archive) {
       archive = Archive.create(dir, { databaseId: w.databaseId, pageSize: w.pageSize, databasePath: w.databasePath });
+      writeConfirmed(dir, 0n);
       writer = archive.openWriter(writerOpts);
       emit({ type: 'info', message: `created the standby archive ${dir} for database ${w.databaseId}` });
     }
@@ -151,12 +177,29 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     writer!.dropIncomplete();
     // Nothing whole held yet (a first base cut short): start again wherever the primary starts now.
     if (writer!.lastLsn === 0n) writer!.discardEmptyOpen();
+    const held = writer!.lastLsn;
+    if (held !== 0n && w.startLsn <= held) {
+      // The primary lost records it sent before making them durable (protocol.ts, confirmation): set them
+      // aside, never having applied or served them, and follow the primary from its last confirmed one.
+      const at = w.startLsn - 1n;
+      const applied = applier?.appliedLsn ?? 0n;
+      if (at < confirmed || applied > at)
+        throw new RedoshipError(
+          'DIVERGED',
+          `${o.from} continues this standby after LSN ${at}, but this standby holds LSN ${at + 1n}..${held}, ${applied > at ? `applied up to ${applied}` : `confirmed durable by its primary up to ${confirmed}`}`,
+          'the primary lost redo it had confirmed (restored from an older copy?): make this standby follow it with `redoship reinstate` (it keeps what it discards), or seed it again into an empty directory',
+        );
+      const setAside = writer!.setAsideUnconfirmed(at as Lsn, `never confirmed durable by ${o.from}, which no longer holds them`);
+      applyThread?.setAside();
+      emit({ type: 'warning', message: `set aside LSN ${at + 1n}..${held}: ${o.from} never confirmed them durable and no longer holds them (kept in ${setAside.dir})` });
+    }
     if (writer!.lastLsn !== 0n && w.startLsn !== writer!.lastLsn + 1n)
       throw new RedoshipError('ARCHIVE_GAP', `the primary starts at LSN ${w.startLsn}; this archive ends at ${writer!.lastLsn}`, 'seed this standby again (empty archive directory)');
     next = { lsn: w.startLsn as Lsn, part: 0 };
+    confirm(w.lastLsn);
   };
 
-  const onRedo = (buf: Uint8Array): bigint => {
+  const onRedo = (buf: Uint8Array, primaryConfirmed: bigint): bigint => {
     const a = archive!;
     const parts = splitFramedParts(buf, a.identity.pageSize, next);
     if (typeof parts === 'string')
@@ -172,7 +215,7 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     for (const l of listeners) l();
     if (lastComplete) {
       o.onProgress?.({ type: 'durable', lastLsn: writer!.lastLsn, atUs: nowUs() });
-      applyThread?.durable(writer!.lastLsn);
+      confirm(primaryConfirmed);
     }
     if (TRACE) emit({ type: 'info', message: `trace: received ${parts.length} parts to LSN ${writer!.lastLsn} (${buf.length} bytes)` });
     return writer!.lastLsn;
@@ -188,10 +231,13 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       incarnation: currentIncarnation(writer?.history ?? [FIRST_INCARNATION]).incarnation,
       lastLsn: writer?.lastLsn ?? 0n,
       lastCommitTimeUs: writer?.tail?.commitTimeUs ?? 0n,
+      confirmedLsn: confirmed,
+      confirmedCommitTimeUs: (confirmed > 0n && archive?.commitTimeOf(confirmed as Lsn)) || 0n,
       history: writer?.history ?? [FIRST_INCARNATION],
     }),
     onWelcome,
     onRedo,
+    onHeartbeat: (primaryConfirmed) => confirm(primaryConfirmed),
     applied: () => applier?.appliedLsn ?? 0n,
     onEvent: emit,
     onFatal: (e) => {
@@ -222,6 +268,7 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       connected: client.connected,
       lastError: client.lastError,
       receivedLsn: String(received),
+      confirmedLsn: String(confirmed),
       appliedLsn: applied === null ? null : String(applied),
       appliedCommitTime: applier ? new Date(Number(applier.appliedCommitTimeUs / 1000n)).toISOString() : null,
       primaryLastLsn: String(client.primaryLastLsn),
@@ -252,6 +299,13 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     }
   };
   const statusTimer = setInterval(writeStatus, 500);
+  const confirmedTimer = setInterval(() => {
+    try {
+      saveConfirmed();
+    } catch (e) {
+      emit({ type: 'warning', message: `cannot record the confirmed LSN: ${(e as Error).message}` });
+    }
+  }, CONFIRMED_WRITE_MS);
   const sealTimer = setInterval(() => writer?.sealIfOld(), 1000);
 
   if (o.listen) {
@@ -260,7 +314,8 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       if (server || !archive || !writer) return;
       const w = writer;
       server = await RedoServer.start(
-        archiveSource({ archive, incarnation: 1, history: () => w.history, lastLsn: () => w.lastLsn, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)) }),
+        // Onward only what the primary confirmed: a record it may yet lose must not reach further standbys.
+        archiveSource({ archive, incarnation: 1, history: () => w.history, lastLsn: () => confirmed, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)) }),
         { host: o.listen!.host, port: o.listen!.port, secret: o.secret, ...(o.listen!.tls ? { tls: o.listen!.tls } : {}), onEvent: emit },
       );
       emit({ type: 'info', message: `serving redo onward on ${o.listen!.host}:${server.address.port}` });
@@ -290,8 +345,10 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       clearInterval(controlTimer);
       clearInterval(statusTimer);
       clearInterval(sealTimer);
+      clearInterval(confirmedTimer);
       await applyThread?.stop();
       await server?.close();
+      saveConfirmed();
       writeStatus();
       writer?.close({ seal: true });
     },

@@ -40,6 +40,9 @@ export interface HeldPosition {
   /** Last complete LSN held durably (0 when none). */
   readonly lastLsn: bigint;
   readonly lastCommitTimeUs: bigint;
+  /** Last LSN held that the primary confirmed durable (protocol.ts, confirmation), and its commit time. */
+  readonly confirmedLsn: bigint;
+  readonly confirmedCommitTimeUs: bigint;
   readonly history: History;
 }
 
@@ -49,10 +52,17 @@ export interface RedoClientOptions {
   readonly name: string;
   readonly tls?: TlsClientOptions;
   readonly held: () => HeldPosition;
-  /** After welcome: the receiver prepares to take parts from welcome.startLsn (e.g. drops a torn record). */
+  /**
+   * After welcome: the receiver prepares to take parts from welcome.startLsn (e.g. drops a torn record, sets
+   * aside an unconfirmed tail the primary lost). welcome.lastLsn is the primary's confirmed LSN.
+   */
   readonly onWelcome: (w: Welcome) => void;
-  /** Parts to make durable; returns the LSN now held durably. Throws RedoshipError to refuse them. */
+  /**
+   * Parts to make durable; returns the LSN now held durably. Throws RedoshipError to refuse them.
+   * primaryLastLsn: the primary's confirmed LSN (parts may run ahead of it).
+   */
   readonly onRedo: (parts: Uint8Array, primaryLastLsn: bigint, primaryTimeUs: bigint) => bigint;
+  /** A heartbeat, which also confirms: primaryLastLsn is the primary's confirmed LSN. */
   readonly onHeartbeat?: (primaryLastLsn: bigint, primaryTimeUs: bigint) => void;
   /** The LSN the standby has applied, for acks. */
   readonly applied: () => bigint;
@@ -153,6 +163,8 @@ export class RedoClient {
             incarnation: held.incarnation,
             lastLsn: held.lastLsn,
             lastCommitTimeUs: held.lastCommitTimeUs,
+            confirmedLsn: held.confirmedLsn,
+            confirmedCommitTimeUs: held.confirmedCommitTimeUs,
             name: this.opts.name,
             history: held.history,
           });

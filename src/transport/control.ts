@@ -72,6 +72,8 @@ export function controlRequest(r: ControlRequest): Promise<unknown> {
               incarnation: 0,
               lastLsn: 0n,
               lastCommitTimeUs: 0n,
+              confirmedLsn: 0n,
+              confirmedCommitTimeUs: 0n,
               name: `control ${r.op}`,
               history: [FIRST_INCARNATION],
               control: { op: r.op, args: JSON.stringify(r.args ?? {}, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)) },

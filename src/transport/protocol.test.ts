@@ -33,16 +33,16 @@ const valid: { server: ServerMessage[]; client: ClientMessage[] } = {
     { t: 'error', code: 'AUTH', message: 'no', hint: 'try again' },
   ],
   client: [
-    { t: 'hello', v: PROTOCOL_VERSION, mac: Buffer.alloc(32, 2), cnonce: nonce, databaseId: null, incarnation: 1, lastLsn: 0n, lastCommitTimeUs: 0n, name: 'dr', history: [FIRST_INCARNATION] },
-    { t: 'hello', v: PROTOCOL_VERSION, mac: Buffer.alloc(32, 2), cnonce: nonce, databaseId: 'cd'.repeat(16), incarnation: 2, lastLsn: 77n, lastCommitTimeUs: 5n, name: 'dr', history: FORKED },
+    { t: 'hello', v: PROTOCOL_VERSION, mac: Buffer.alloc(32, 2), cnonce: nonce, databaseId: null, incarnation: 1, lastLsn: 0n, lastCommitTimeUs: 0n, confirmedLsn: 0n, confirmedCommitTimeUs: 0n, name: 'dr', history: [FIRST_INCARNATION] },
+    { t: 'hello', v: PROTOCOL_VERSION, mac: Buffer.alloc(32, 2), cnonce: nonce, databaseId: 'cd'.repeat(16), incarnation: 2, lastLsn: 77n, lastCommitTimeUs: 5n, confirmedLsn: 70n, confirmedCommitTimeUs: 4n, name: 'dr', history: FORKED },
     { t: 'ack', received: 1n, durable: 1n, applied: 0n, timeUs: 3n },
-    { t: 'hello', v: PROTOCOL_VERSION, mac: Buffer.alloc(32, 2), cnonce: nonce, databaseId: null, incarnation: 0, lastLsn: 0n, lastCommitTimeUs: 0n, name: 'control', history: [FIRST_INCARNATION], control: { op: 'describe', args: '{}' } },
+    { t: 'hello', v: PROTOCOL_VERSION, mac: Buffer.alloc(32, 2), cnonce: nonce, databaseId: null, incarnation: 0, lastLsn: 0n, lastCommitTimeUs: 0n, confirmedLsn: 0n, confirmedCommitTimeUs: 0n, name: 'control', history: [FIRST_INCARNATION], control: { op: 'describe', args: '{}' } },
   ],
 };
 
 function checkTyped(m: ServerMessage | ClientMessage): void {
   for (const [k, v] of Object.entries(m)) {
-    if (['lastLsn', 'startLsn', 'timeUs', 'received', 'durable', 'applied', 'lastCommitTimeUs'].includes(k)) expect(typeof v).toBe('bigint');
+    if (['lastLsn', 'startLsn', 'timeUs', 'received', 'durable', 'applied', 'lastCommitTimeUs', 'confirmedLsn', 'confirmedCommitTimeUs'].includes(k)) expect(typeof v).toBe('bigint');
     if (['mac', 'nonce', 'cnonce'].includes(k)) expect((v as Uint8Array).length).toBe(32);
     if (k === 'databaseId' && v !== null) expect(v).toMatch(/^[0-9a-f]{32}$/);
   }

@@ -1,13 +1,15 @@
 /*
- * THE REDO PROTOCOL, version 1. One WebSocket per standby; every message is one binary frame holding one
+ * THE REDO PROTOCOL, version 2. One WebSocket per standby; every message is one binary frame holding one
  * msgpack map whose field `t` names it. Integers that are LSNs or microsecond times are msgpack int64.
  *
  *   server -> client  challenge { v, nonce }                 first message, at once on connect
- *   client -> server  hello     { v, mac, cnonce, databaseId, incarnation, lastLsn, lastCommitTimeUs, name, history }
+ *   client -> server  hello     { v, mac, cnonce, databaseId, incarnation, lastLsn, lastCommitTimeUs,
+ *                                 confirmedLsn, confirmedCommitTimeUs, name, history }
  *   server -> client  welcome   { mac, databaseId, pageSize, incarnation, startLsn, lastLsn, databasePath, history }
  *   server -> client  redo      { parts, lastLsn, timeUs }   parts: framed record parts exactly as in an
  *                                                           archive segment (segment-format.ts), whole parts
- *   server -> client  heartbeat { lastLsn, timeUs }          when idle, so the standby can measure lag and skew
+ *   server -> client  heartbeat { lastLsn, timeUs }          when idle, so the standby can measure lag and skew;
+ *                                                           and as a confirmation (below)
  *   client -> server  ack       { received, durable, applied, timeUs }
  *   either            error     { code, message, hint }      then the sender closes the connection
  *
@@ -25,6 +27,19 @@
  * reason }; absent means never forked. Both sides compare histories before any redo moves (fencing): a
  * server whose history is a proper prefix of the client's was superseded and is refused by both sides.
  *
+ * Confirmation (version 2). A primary sends a record once it is written to its archive, before its own
+ * fdatasync, so that the standby's sync runs beside the primary's instead of after it (Oracle Data Guard's
+ * SYNC transport does the same; a synchronous commit then waits about one sync, not two). lastLsn in welcome,
+ * redo and heartbeat is the last LSN durable in the sender's archive: every record up to it is *confirmed*;
+ * parts may run ahead of it. After each sync the server confirms what it sent (a heartbeat, when no redo
+ * carries it sooner). A standby keeps unconfirmed records durably like any others (and acks them: a
+ * synchronous commit counts them), but applies and serves onward only confirmed ones. Should the sender lose
+ * an unconfirmed tail (its sync failed; power was lost before it), the standby holds records the sender does
+ * not: hello then also names the standby's last confirmed record (confirmedLsn and its commit time), and a
+ * server that does not hold lastLsn but does hold confirmedLsn welcomes it at confirmedLsn + 1. The standby
+ * sets aside what follows confirmedLsn (kept in its archive's diverged/, never applied) and goes on. A
+ * confirmed record is never set aside that way: a server that lost one is refused as before.
+ *
  * Invariants: (1) a client sends nothing but hello before welcome, and acks after. (2) redo parts arrive in
  * LSN order from welcome.startLsn with no gap; a record may span several redo messages (a base), never two
  * connections: after a reconnect the server starts again at the first LSN the standby does not hold whole.
@@ -36,7 +51,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { FIRST_INCARNATION, checkHistory, type History } from '../redo/index.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** Largest message accepted: one redo message carries at most MAX_REDO_MESSAGE_BYTES of parts (or one part). */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 export const MAX_REDO_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -54,6 +69,9 @@ export interface Hello {
   readonly lastLsn: bigint;
   /** Commit time of that record, so the server can tell a standby that holds another history. */
   readonly lastCommitTimeUs: bigint;
+  /** Last LSN the standby holds that its primary confirmed durable (<= lastLsn), and its commit time. */
+  readonly confirmedLsn: bigint;
+  readonly confirmedCommitTimeUs: bigint;
   readonly name: string;
   readonly history: History;
   /** Present on a control connection. */
@@ -200,6 +218,8 @@ export function decodeClientMessage(data: Uint8Array): ClientMessage {
         incarnation: u32(o, 'incarnation'),
         lastLsn: big(o, 'lastLsn'),
         lastCommitTimeUs: big(o, 'lastCommitTimeUs'),
+        confirmedLsn: big(o, 'confirmedLsn'),
+        confirmedCommitTimeUs: big(o, 'confirmedCommitTimeUs'),
         name: str(o, 'name', 256),
         history: history(o),
         ...(o.control === undefined ? {} : { control: control(o) }),

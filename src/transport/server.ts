@@ -40,8 +40,10 @@ export interface RedoSource {
   readonly databasePath: string;
   /** The incarnation history of the archive (fencing compares it with each standby's). */
   history(): History;
-  /** Last LSN durable in the archive. */
+  /** Last LSN that may be sent: written to the archive (a primary's), or durable and confirmed (a cascade's). */
   lastLsn(): bigint;
+  /** Last LSN durable in the archive and confirmed where it came from (protocol.ts, confirmation); <= lastLsn(). */
+  confirmedLsn(): bigint;
   /** The LSN a standby with nothing starts at (the latest base), or null when there is none. */
   latestBaseLsn(): bigint | null;
   /** The first LSN the archive holds, or null when empty. */
@@ -106,6 +108,8 @@ interface Session {
   cursor: ReturnType<RedoSource['cursor']> | null;
   inFlight: number;
   sentLsn: bigint;
+  /** The confirmed LSN this session was last told (protocol.ts, confirmation). */
+  confirmedSent: bigint;
   received: bigint;
   durable: bigint;
   applied: bigint;
@@ -181,6 +185,7 @@ export class RedoServer {
       cursor: null,
       inFlight: 0,
       sentLsn: 0n,
+      confirmedSent: 0n,
       received: 0n,
       durable: 0n,
       applied: 0n,
@@ -250,20 +255,19 @@ export class RedoServer {
       if (base === null) return this.refuse(s, { t: 'error', code: 'NO_BASE', message: 'the primary has no base yet', hint: 'retry in a moment' });
       start = base;
     } else {
-      if (m.lastLsn > src.lastLsn())
-        return this.refuse(s, { t: 'error', code: 'STANDBY_AHEAD', message: `the standby holds LSN ${m.lastLsn}, past this primary's last LSN ${src.lastLsn()}`, hint: 'the standby followed another history; seed it again from this primary (empty archive directory)' });
-      const t = src.commitTimeOf(m.lastLsn);
-      if (t === null || t !== m.lastCommitTimeUs) {
-        const first = src.firstLsn();
-        if (t === null && first !== null && m.lastLsn < first)
-          return this.refuse(s, { t: 'error', code: 'NEED_BASE', message: `the primary's archive starts at LSN ${first}; the standby needs ${m.lastLsn + 1n}`, hint: 'seed the standby again (empty archive directory), or restore the missing segments into the primary archive' });
-        return this.refuse(s, { t: 'error', code: 'DIVERGED', message: `the standby's LSN ${m.lastLsn} is not this primary's LSN ${m.lastLsn} (other commit time)`, hint: 'the standby followed another history; seed it again from this primary' });
-      }
-      start = m.lastLsn + 1n;
+      const why = this.notHeld(m.lastLsn, m.lastCommitTimeUs);
+      if (why === null) start = m.lastLsn + 1n;
+      else if (why.code !== 'NEED_BASE' && m.confirmedLsn < m.lastLsn && this.notHeld(m.confirmedLsn, m.confirmedCommitTimeUs) === null) {
+        // The standby holds records after its last confirmed one that this server does not: an unconfirmed
+        // tail this server lost (protocol.ts, confirmation). The standby sets it aside and goes on from here.
+        start = m.confirmedLsn + 1n;
+        this.emit('warning', `standby ${s.name} (${s.remote}) holds LSN ${start}..${m.lastLsn}, which this server never confirmed and does not hold (${why.message}); it sets them aside`);
+      } else return this.refuse(s, why);
     }
     s.authed = true;
     s.received = s.durable = m.lastLsn;
     s.sentLsn = start - 1n;
+    s.confirmedSent = src.confirmedLsn();
     s.cursor = src.cursor(start);
     this.send(s, {
       t: 'welcome',
@@ -272,12 +276,26 @@ export class RedoServer {
       pageSize: src.pageSize,
       incarnation: currentIncarnation(src.history()).incarnation,
       startLsn: start,
-      lastLsn: src.lastLsn(),
+      lastLsn: s.confirmedSent,
       databasePath: src.databasePath,
       history: src.history(),
     });
     this.emit('info', `standby ${s.name} (${s.remote}) connected, streaming from LSN ${start}`);
     this.pump(s);
+  }
+
+  /** Why this server cannot continue a standby after lsn (whose commit time it gives), or null when it can. */
+  private notHeld(lsn: bigint, commitTimeUs: bigint): ErrorMessage | null {
+    const src = this.source;
+    if (lsn === 0n) return null;
+    if (lsn > src.lastLsn())
+      return { t: 'error', code: 'STANDBY_AHEAD', message: `the standby holds LSN ${lsn}, past this primary's last LSN ${src.lastLsn()}`, hint: 'the standby followed another history; seed it again from this primary (empty archive directory)' };
+    const t = src.commitTimeOf(lsn);
+    if (t !== null && t === commitTimeUs) return null;
+    const first = src.firstLsn();
+    if (t === null && first !== null && lsn < first)
+      return { t: 'error', code: 'NEED_BASE', message: `the primary's archive starts at LSN ${first}; the standby needs ${lsn + 1n}`, hint: 'seed the standby again (empty archive directory), or restore the missing segments into the primary archive' };
+    return { t: 'error', code: 'DIVERGED', message: `the standby's LSN ${lsn} is not this primary's LSN ${lsn} (other commit time)`, hint: 'the standby followed another history; seed it again from this primary' };
   }
 
   /**
@@ -346,13 +364,20 @@ export class RedoServer {
         for (const p of parts) bytes += p.raw.length;
         s.inFlight += bytes;
         s.sentLsn = s.cursor.nextLsn - 1n;
-        const out = encodeRedoMessage(parts, bytes, this.source.lastLsn(), nowUs(), (n) => this.messageBuffers.take(n));
+        s.confirmedSent = this.source.confirmedLsn();
+        const out = encodeRedoMessage(parts, bytes, s.confirmedSent, nowUs(), (n) => this.messageBuffers.take(n));
         this.sendEncoded(s, out, () => {
           // Written to the socket (or the connection is gone): ws holds the bytes no longer.
           this.messageBuffers.give(out);
           s.inFlight -= bytes;
           this.pump(s);
         });
+      }
+      // What was sent before the archive's sync is confirmed now, unless redo above already said so.
+      const confirmed = this.source.confirmedLsn();
+      if (s.cursor && s.confirmedSent < confirmed && s.confirmedSent < s.sentLsn) {
+        s.confirmedSent = confirmed;
+        this.send(s, { t: 'heartbeat', lastLsn: confirmed, timeUs: nowUs() });
       }
     } catch (e) {
       this.refuse(s, { t: 'error', code: isRedoshipError(e) ? e.code : 'INTERNAL', message: `the primary cannot serve this standby: ${(e as Error).message}`, hint: isRedoshipError(e) ? e.hint : 'see the primary log' });
@@ -365,7 +390,21 @@ export class RedoServer {
     const now = Date.now();
     for (const s of this.sessions)
       if (s.authed && now - s.lastSendMs >= (this.opts.heartbeatMs ?? 1000))
-        this.send(s, { t: 'heartbeat', lastLsn: this.source.lastLsn(), timeUs: nowUs() });
+        this.send(s, { t: 'heartbeat', lastLsn: (s.confirmedSent = this.source.confirmedLsn()), timeUs: nowUs() });
+  }
+
+  /**
+   * The archive lost records it had sent before syncing them (the sync failed): every standby sent them is
+   * dropped, so that it reconnects and sets them aside (protocol.ts, confirmation). The rest stream on.
+   */
+  dropUnconfirmed(): void {
+    const confirmed = this.source.confirmedLsn();
+    for (const s of this.sessions)
+      if (s.authed && s.sentLsn > confirmed) {
+        this.emit('warning', `dropping standby ${s.name} (${s.remote}): it was sent LSN ${confirmed + 1n}..${s.sentLsn}, which the archive failed to make durable`);
+        s.cursor = null;
+        s.ws.terminate();
+      }
   }
 
   standbys(): StandbyInfo[] {

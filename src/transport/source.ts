@@ -6,8 +6,10 @@ import type { RedoSource } from './server.js';
 export interface ArchiveSourceOptions {
   readonly archive: Archive;
   readonly incarnation: number;
-  /** Last LSN durable in the archive (the writer knows it without reading files). */
+  /** Last LSN that may be sent (the writer knows it without reading files). */
   readonly lastLsn: () => bigint;
+  /** Last LSN durable where it comes from (RedoSource.confirmedLsn). Default: lastLsn. */
+  readonly confirmedLsn?: () => bigint;
   readonly subscribe: (fn: () => void) => () => void;
   /** The records just made durable, kept by the writer: standbys close behind are streamed from it. */
   readonly recent?: RecentRedo;
@@ -24,6 +26,7 @@ export function archiveSource(o: ArchiveSourceOptions): RedoSource {
     databasePath: a.identity.databasePath,
     history: o.history ?? (() => a.history()),
     lastLsn: o.lastLsn,
+    confirmedLsn: o.confirmedLsn ?? o.lastLsn,
     latestBaseLsn: () => a.latestBaseAtOrBefore(o.lastLsn() as Lsn),
     firstLsn: () => a.segments().find((s) => s.lastLsn >= s.firstLsn)?.firstLsn ?? null,
     commitTimeOf: (lsn) => a.commitTimeOf(lsn as Lsn),
@@ -31,7 +34,7 @@ export function archiveSource(o: ArchiveSourceOptions): RedoSource {
       const recent = o.recent;
       return recent
         ? new RecentOrArchiveCursor(recent, (l) => new ArchiveCursor(a, l as Lsn), o.lastLsn, fromLsn)
-        : new ArchiveCursor(a, fromLsn as Lsn);
+        : new ArchiveCursor(a, fromLsn as Lsn, o.lastLsn);
     },
     subscribe: o.subscribe,
   };

@@ -323,6 +323,8 @@ function hello(nonce: Uint8Array, secret: Uint8Array, o: Partial<Hello> = {}): H
     incarnation: 1,
     lastLsn: 0n,
     lastCommitTimeUs: 0n,
+    confirmedLsn: 0n,
+    confirmedCommitTimeUs: 0n,
     name: 'fake standby',
     ...o,
   };
@@ -497,13 +499,13 @@ describe('protocol violations against a real primary', () => {
     expect(closed.code).toBeGreaterThanOrEqual(4000);
   }
 
-  test('hello with protocol version 2: error VERSION, then closed', async () => {
+  test('hello with protocol version 1 (before confirmation): error VERSION, then closed', async () => {
     const c = await fakeClient(P.url);
     const ch = await c.next();
     if (ch.t !== 'challenge') throw new Error(`expected challenge, got ${ch.t}`);
     expect(ch.v).toBe(PROTOCOL_VERSION);
-    send(c.ws, hello(ch.nonce, secret, { v: 2 }));
-    await expectErrorAndClose(c, 'VERSION', /protocol version 2 is not 1/);
+    send(c.ws, hello(ch.nonce, secret, { v: 1 }));
+    await expectErrorAndClose(c, 'VERSION', /protocol version 1 is not 2/);
     await P.p.until(/refused standby fake standby .*VERSION/);
   });
 
@@ -610,16 +612,16 @@ describe('a fake primary against a real standby', () => {
     return { dir: d, db: join(d, 'dr.db'), arch: join(d, 'dr-arch') };
   }
 
-  test('challenge with protocol version 2: the standby exits (PEER_REFUSED) without saying hello; nothing created', async () => {
+  test('challenge with protocol version 3: the standby exits (PEER_REFUSED) without saying hello; nothing created', async () => {
     const got: unknown[] = [];
     const fake = await fakeServer(async (c) => {
-      send(c.ws, { t: 'challenge', v: 2, nonce: newNonce() });
+      send(c.ws, { t: 'challenge', v: 3, nonce: newNonce() });
       got.push(await c.next().catch(() => null));
     });
     try {
       const s = site();
       const r = await run(['standby', '--db', s.db, '--archive', s.arch, '--from', fake.url, '--token-file', tokenFile]);
-      expectRefused(r, ERROR_CODES.PEER_REFUSED, [/protocol version 2/, /this standby speaks 1/], false);
+      expectRefused(r, ERROR_CODES.PEER_REFUSED, [/protocol version 3/, /this standby speaks 2/], false);
       expect(listing(s.dir)).toEqual([]);
       expect(got, 'the standby answered a challenge it cannot speak').toEqual([null]);
     } finally {
