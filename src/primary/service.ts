@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
-import { Archive, acquirePidLock, currentIncarnation, readFence, writeFence, type ArchiveWriter, type PidLock } from '../redo/index.js';
+import { Archive, acquirePidLock, currentIncarnation, readFence, removeConfirmed, writeFence, type ArchiveWriter, type PidLock } from '../redo/index.js';
 import { startMetricsServer, type Metric } from '../log/index.js';
 import { RecentRedo, RedoServer, archiveSource, checkListenable, type StandbyInfo, type TlsServerOptions } from '../transport/index.js';
 import { Capturer, DEFAULT_CAPTURE_OPTIONS, captureError, type CaptureEvent, type CaptureOptions, type CaptureStats } from './capture.js';
@@ -198,6 +198,7 @@ export async function startPrimary(o: PrimaryOptions): Promise<PrimaryHandle> {
       ...(o.onSealed ? { onSealed: o.onSealed } : {}),
     });
     if (writer.recovered) emit({ type: 'warning', message: writer.recovered });
+    removeConfirmed(archive.dir); // a standby's, before a promotion: its records are this primary's own now
     const capturer = new Capturer(live, writer, opts, emit);
     capturer.start();
     const w = writer;

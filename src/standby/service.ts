@@ -9,11 +9,10 @@
 import { join, resolve } from 'node:path';
 import { renameSync, writeFileSync } from 'node:fs';
 import { RedoshipError } from '../error/index.js';
-import { Archive, FIRST_INCARNATION, currentIncarnation, splitFramedParts, type ArchiveWriter, type Lsn, type RedoRecord } from '../redo/index.js';
+import { Archive, CONFIRMED_WRITE_MS, FIRST_INCARNATION, currentIncarnation, readConfirmed, splitFramedParts, writeConfirmed, type ArchiveWriter, type Lsn, type RedoRecord } from '../redo/index.js';
 import { RedoClient, RedoServer, archiveSource, type TlsClientOptions, type TlsServerOptions, type Welcome } from '../transport/index.js';
 import { ApplyThread, type AppliedState } from './apply-thread.js';
 import { readControl, type StandbyControl } from './control.js';
-import { CONFIRMED_WRITE_MS, readConfirmed, writeConfirmed } from './confirmed.js';
 
 export interface StandbyOptions {
   /** The standby database to keep; omit for an archive-only destination. */
