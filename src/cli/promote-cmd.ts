@@ -177,12 +177,13 @@ export function watchPromoteRequests(handle: StandbyHandle, dir: string, delayMs
   const handler: ControlHandler = async (op, args) => {
       const st = handle.status();
       if (op === 'describe')
-        return { role: 'standby', databaseId: Archive.exists(dir) ? Archive.open(dir).identity.databaseId : null, from: st.from, receivedLsn: st.receivedLsn, appliedLsn: st.appliedLsn, delayMs, paused: st.paused, db: st.db, archive: dir, connected: st.connected };
+        return { role: 'standby', databaseId: Archive.exists(dir) ? Archive.open(dir).identity.databaseId : null, from: st.from, receivedLsn: st.receivedLsn, confirmedLsn: st.confirmedLsn, appliedLsn: st.appliedLsn, delayMs, paused: st.paused, db: st.db, archive: dir, connected: st.connected };
       if (op === 'promote') {
         if (!st.db) throw new RedoshipError('ROLE', `the standby at ${dir} keeps no database (archive only)`, 'switch over to a standby that applies to a database');
         const lsn = typeof args.untilLsn === 'string' ? args.untilLsn : null;
-        if (lsn !== null && BigInt(st.receivedLsn) < BigInt(lsn))
-          throw new RedoshipError('ROLE', `this standby holds LSN ${st.receivedLsn}, not yet ${lsn}`, 'wait until it has received it');
+        // Confirmed, not just received: a record the primary did not make durable may differ from its own.
+        if (lsn !== null && BigInt(st.confirmedLsn) < BigInt(lsn))
+          throw new RedoshipError('ROLE', `this standby holds LSN ${st.receivedLsn}, confirmed by its primary up to ${st.confirmedLsn}, not yet ${lsn}`, 'wait until its primary has confirmed it');
         take({ id: randomBytes(8).toString('hex'), untilLsn: lsn, untilTime: null, requestedAt: Date.now(), by: String(args.by ?? 'switchover') });
         return { accepted: true };
       }

@@ -446,6 +446,12 @@ export interface ArchiveWriterOptions {
   readonly incarnation?: number;
   /** Called with the path of every segment once it is sealed (to copy it elsewhere: remote archiving). */
   readonly onSealed?: (path: string) => void;
+  /**
+   * The last LSN a segment may end in when it is sealed (by size or age): a standby's confirmed LSN, so that
+   * a sealed segment, which never changes again and may be copied away at once, holds no record its primary
+   * may yet lose (transport/protocol.ts, confirmation). Sealing waits until it is reached. Default: no limit.
+   */
+  readonly sealableThrough?: () => bigint;
 }
 
 export class ArchiveWriter {
@@ -585,10 +591,15 @@ export class ArchiveWriter {
     return this.seg;
   }
 
+  /** Whether the open segment may be sealed now as far as confirmation goes (ArchiveWriterOptions.sealableThrough). */
+  private get sealable(): boolean {
+    return !this.opts.sealableThrough || this.lastLsn <= this.opts.sealableThrough();
+  }
+
   private appended(last: RecordMeta, maySeal = true): void {
     this.lastLsn = last.lsn;
     this.tail = { lsn: last.lsn, kind: last.kind, commitTimeUs: last.commitTimeUs, sizePages: last.sizePages, wal: last.wal };
-    if (maySeal && this.seg && this.seg.bytes >= this.opts.segmentBytes) {
+    if (maySeal && this.seg && this.seg.bytes >= this.opts.segmentBytes && this.sealable) {
       // The records are durable whatever happens now: a failed seal must not look like a failed append
       // (the caller would write them again under new LSNs). sealIfOld retries it.
       try {
@@ -613,9 +624,13 @@ export class ArchiveWriter {
     this.seg = null;
   }
 
-  /** Seals the open segment if it has records and is older than segmentAgeMs. Returns the sealed path. */
+  /**
+   * Seals the open segment if it has records and is older than segmentAgeMs (or past segmentBytes, its seal
+   * having waited for confirmation, or failed). Returns the sealed path.
+   */
   sealIfOld(nowMs = Date.now()): string | null {
-    if (this.seg && this.seg.recordCount > 0 && !this.seg.hasIncompleteRecord && (this.sealError || nowMs - this.segOpenedAtMs >= this.opts.segmentAgeMs)) {
+    const s = this.seg;
+    if (s && s.recordCount > 0 && !s.hasIncompleteRecord && this.sealable && (this.sealError || s.bytes >= this.opts.segmentBytes || nowMs - this.segOpenedAtMs >= this.opts.segmentAgeMs)) {
       const sealed = this.seal();
       this.sealError = null;
       return sealed;

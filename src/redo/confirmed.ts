@@ -9,13 +9,17 @@
  * when every record was sent durable, or an archive a primary writes (each of its records is its own,
 durable): all of it counts as confirmed. A primary removes the file when it starts (removeConfirmed).
  *
- * Written without fsync, at most every CONFIRMED_WRITE_MS while it moves: after a crash of the machine it may
- * name an older LSN than it reached. That only holds apply back until the primary confirms again; and what it
- * would let a reconnect set aside is what the primary itself no longer holds, kept in diverged/ all the same.
+ * Written durably (a synced temporary file renamed over it: a crash leaves the old or the new one, never a
+ * torn one) at most every CONFIRMED_WRITE_MS while it moves, so after a crash it may name an older LSN than
+ * the standby reached. The standby then takes the larger of it and its applied LSN (applied records were
+ * confirmed); the rest only waits for the primary to confirm again, and what an older value would let a
+ * reconnect set aside is what the primary itself no longer holds, kept in diverged/ all the same.
  */
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RedoshipError } from '../error/index.js';
+import { RedoshipError, ioError } from '../error/index.js';
+import { fsyncDir } from './segment-writer.js';
 
 export const CONFIRMED_FILE = 'confirmed.json';
 export const CONFIRMED_WRITE_MS = 200;
@@ -29,14 +33,53 @@ export function readConfirmed(archiveDir: string): bigint | null {
     if (typeof o.lsn !== 'string' || !/^[0-9]{1,20}$/.test(o.lsn)) throw new Error('no lsn');
     return BigInt(o.lsn);
   } catch (e) {
-    throw new RedoshipError('CONFIG_INVALID', `${p} is not a valid confirmed-LSN file`, 'remove it: the standby then treats everything its archive holds as confirmed', { cause: e });
+    throw new RedoshipError(
+      'CONFIG_INVALID',
+      `${p} is not a valid confirmed-LSN file`,
+      'it is written durably, so something else damaged it: write { "lsn": "N" } into it, N the last LSN you know the primary holds (its `redoship status`); removing it makes everything the archive holds count as confirmed',
+      { cause: e },
+    );
   }
 }
 
 export function writeConfirmed(archiveDir: string, lsn: bigint): void {
   const p = join(archiveDir, CONFIRMED_FILE);
-  writeFileSync(`${p}.tmp`, `{ "lsn": "${lsn}" }\n`);
-  renameSync(`${p}.tmp`, p);
+  try {
+    const fd = openSync(`${p}.tmp`, 'w');
+    try {
+      writeSync(fd, `{ "lsn": "${lsn}" }\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(`${p}.tmp`, p);
+  } catch (e) {
+    throw ioError('write', p, e);
+  }
+  fsyncDir(archiveDir);
+}
+
+/** writeConfirmed on libuv's pool, for a running standby: its receiving thread never waits for these syncs. */
+export async function writeConfirmedAsync(archiveDir: string, lsn: bigint): Promise<void> {
+  const p = join(archiveDir, CONFIRMED_FILE);
+  try {
+    const f = await open(`${p}.tmp`, 'w');
+    try {
+      await f.writeFile(`{ "lsn": "${lsn}" }\n`);
+      await f.sync();
+    } finally {
+      await f.close();
+    }
+    await rename(`${p}.tmp`, p);
+    const d = await open(archiveDir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  } catch (e) {
+    throw ioError('write', p, e);
+  }
 }
 
 /** For a primary starting on an archive: every record in it is its own from now on (see the top). */

@@ -39,4 +39,4 @@ export {
 } from './history.js';
 export type { History, Incarnation, Fence } from './history.js';
 export type { SetAside } from './archive.js';
-export { CONFIRMED_WRITE_MS, readConfirmed, removeConfirmed, writeConfirmed } from './confirmed.js';
+export { CONFIRMED_WRITE_MS, readConfirmed, removeConfirmed, writeConfirmed, writeConfirmedAsync } from './confirmed.js';

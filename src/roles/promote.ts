@@ -162,6 +162,9 @@ function forkPoint(archive: Archive, writer: ArchiveWriter, o: PromoteOptions): 
     if (l === null) throw new RedoshipError('TARGET_UNREACHABLE', 'no transaction in the archive committed at or before that time', 'give a later --until-time');
     return l;
   }
+  // Everything held, including the last records the old primary sent and may not have confirmed durable
+  // (transport/protocol.ts, confirmation): a synchronous commit may already have been acknowledged for them,
+  // and the old primary, reinstated, sets aside whatever it holds past the fork.
   return writer.lastLsn;
 }
 

@@ -74,9 +74,11 @@ export async function switchover(o: SwitchoverOptions): Promise<SwitchoverResult
   try {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      // Held and confirmed by the primary (transport/protocol.ts): a record the frozen primary did not make
+      // durable (its sync failed) may differ from the one it holds.
       const t = await ask(o.to, 'describe');
-      if (BigInt(String(t.receivedLsn)) >= lsn) break;
-      if (Date.now() > deadline) throw new RedoshipError('ROLE', `${o.to} did not receive LSN ${lsn} within ${Math.round(timeoutMs / 1000)} s (it holds ${String(t.receivedLsn)})`, 'see its log and `redoship status`; the primary was thawed and nothing changed');
+      if (BigInt(String(t.confirmedLsn ?? t.receivedLsn)) >= lsn) break;
+      if (Date.now() > deadline) throw new RedoshipError('ROLE', `${o.to} did not receive LSN ${lsn} within ${Math.round(timeoutMs / 1000)} s (it holds ${String(t.receivedLsn)}, confirmed up to ${String(t.confirmedLsn)})`, 'see its log and `redoship status`; the primary was thawed and nothing changed');
       await new Promise((r) => setTimeout(r, 5));
     }
     await ask(o.to, 'promote', { untilLsn: String(lsn), by: 'switchover' });

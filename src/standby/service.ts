@@ -9,7 +9,7 @@
 import { join, resolve } from 'node:path';
 import { renameSync, writeFileSync } from 'node:fs';
 import { RedoshipError } from '../error/index.js';
-import { Archive, CONFIRMED_WRITE_MS, FIRST_INCARNATION, currentIncarnation, readConfirmed, splitFramedParts, writeConfirmed, type ArchiveWriter, type Lsn, type RedoRecord } from '../redo/index.js';
+import { Archive, CONFIRMED_WRITE_MS, FIRST_INCARNATION, currentIncarnation, readConfirmed, splitFramedParts, writeConfirmed, writeConfirmedAsync, type ArchiveWriter, type Lsn, type RedoRecord } from '../redo/index.js';
 import { RedoClient, RedoServer, archiveSource, type TlsClientOptions, type TlsServerOptions, type Welcome } from '../transport/index.js';
 import { ApplyThread, type AppliedState } from './apply-thread.js';
 import { readControl, type StandbyControl } from './control.js';
@@ -98,7 +98,14 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
   const db = o.db ? resolve(o.db) : null;
   const delayUs = BigInt(Math.round((o.delayMs ?? 0) * 1000));
   const emit = o.onEvent ?? (() => {});
-  const writerOpts = { segmentBytes: o.segmentBytes ?? 64 * 1024 * 1024, segmentAgeMs: o.segmentAgeMs ?? 60_000, incarnation: 1 };
+  /**
+   * Last LSN held that the primary confirmed durable (redo/confirmed.ts): apply, cascade and sealing stop
+   * there. Records past it are durable here and acknowledged, but the primary may yet lose them
+   * (transport/protocol.ts, confirmation). Set from confirmed.json below.
+   */
+  let confirmed = 0n;
+  let confirmedWritten = 0n;
+  const writerOpts = { segmentBytes: o.segmentBytes ?? 64 * 1024 * 1024, segmentAgeMs: o.segmentAgeMs ?? 60_000, incarnation: 1, sealableThrough: () => confirmed };
   let archive: Archive | null = Archive.exists(dir) ? Archive.open(dir) : null;
   let writer: ArchiveWriter | null = archive ? archive.openWriter(writerOpts) : null;
   /** What the apply thread last reported (null: no database, or not opened or seeded yet). */
@@ -111,17 +118,11 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
   let control: StandbyControl = archive ? readControl(dir) : readControl(dir);
   let nextApply: { readonly lsn: bigint; readonly commitTimeUs: bigint } | null = null;
   let server: RedoServer | null = null;
-  /**
-   * Last LSN held that the primary confirmed durable (confirmed.ts): apply and cascade stop there. Records
-   * past it are durable here and acknowledged, but the primary may yet lose them (protocol.ts, confirmation).
-   */
-  let confirmed: bigint = archive ? (readConfirmed(dir) ?? writer!.lastLsn) : 0n;
-  if (writer && confirmed > writer.lastLsn) confirmed = writer.lastLsn;
-  let confirmedWritten = confirmed;
 
   // The applier runs in its own thread: its syncs never delay receiving and acknowledging.
   let applyThread: ApplyThread | null = null;
   try {
+    const onFile = archive ? readConfirmed(dir) : null;
     if (db)
       applyThread = await ApplyThread.start(
         { db, archiveDir: dir, delayUs, maxBatchRecords: o.maxBatchRecords ?? 10_000, coalesceMs: o.applyIntervalMs ?? DEFAULT_APPLY_INTERVAL_MS, trace: TRACE },
@@ -141,7 +142,19 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
           },
         },
       );
+    if (writer) {
+      // What was applied was confirmed when it was (the file, synced every CONFIRMED_WRITE_MS, may be older);
+      // an archive without the file predates confirmation, or was a primary's: all of it is confirmed.
+      let c = onFile ?? writer.lastLsn;
+      const appliedNow = applyThread?.state?.appliedLsn ?? 0n;
+      if (c < appliedNow) c = appliedNow;
+      if (c > writer.lastLsn) c = writer.lastLsn; // set aside since (reinstate)
+      confirmed = confirmedWritten = c;
+      // Written now whatever it was: records received from here on must not count as confirmed after a crash.
+      if (onFile !== c) writeConfirmed(dir, c);
+    }
   } catch (e) {
+    await applyThread?.stop().catch(() => undefined);
     writer?.close({ seal: false });
     throw e;
   }
@@ -157,10 +170,17 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     applyThread?.durable(c);
     if (server) for (const l of listeners) l();
   };
-  const saveConfirmed = () => {
-    if (confirmed === confirmedWritten || !archive) return;
-    writeConfirmed(dir, confirmed);
-    confirmedWritten = confirmed;
+  /** The write of confirmed.json under way (one at a time: a later one must not be renamed over by an earlier). */
+  let savingConfirmed: Promise<void> | null = null;
+  const saveConfirmedSoon = () => {
+    if (savingConfirmed || confirmed === confirmedWritten || !archive) return;
+    const c = confirmed;
+    savingConfirmed = writeConfirmedAsync(dir, c)
+      .then(
+        () => void (confirmedWritten = c),
+        (e: unknown) => emit({ type: 'warning', message: `cannot record the confirmed LSN: ${(e as Error).message}` }),
+      )
+      .finally(() => (savingConfirmed = null));
   };
 
   const onWelcome = (w: Welcome) => {
@@ -186,16 +206,18 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
         throw new RedoshipError(
           'DIVERGED',
           `${o.from} continues this standby after LSN ${at}, but this standby holds LSN ${at + 1n}..${held}, ${applied > at ? `applied up to ${applied}` : `confirmed durable by its primary up to ${confirmed}`}`,
-          'the primary lost redo it had confirmed (restored from an older copy?): make this standby follow it with `redoship reinstate` (it keeps what it discards), or seed it again into an empty directory',
+          'the primary lost redo it had confirmed (restored from an older copy?): seed this standby again into an empty directory, or promote it if the primary is the copy to give up',
         );
       const setAside = writer!.setAsideUnconfirmed(at as Lsn, `never confirmed durable by ${o.from}, which no longer holds them`);
       applyThread?.setAside();
       emit({ type: 'warning', message: `set aside LSN ${at + 1n}..${held}: ${o.from} never confirmed them durable and no longer holds them (kept in ${setAside.dir})` });
     }
+    const heldNow = writer!.lastLsn;
     if (writer!.lastLsn !== 0n && w.startLsn !== writer!.lastLsn + 1n)
       throw new RedoshipError('ARCHIVE_GAP', `the primary starts at LSN ${w.startLsn}; this archive ends at ${writer!.lastLsn}`, 'seed this standby again (empty archive directory)');
     next = { lsn: w.startLsn as Lsn, part: 0 };
     confirm(w.lastLsn);
+    return heldNow;
   };
 
   const onRedo = (buf: Uint8Array, primaryConfirmed: bigint): bigint => {
@@ -298,13 +320,7 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     }
   };
   const statusTimer = setInterval(writeStatus, 500);
-  const confirmedTimer = setInterval(() => {
-    try {
-      saveConfirmed();
-    } catch (e) {
-      emit({ type: 'warning', message: `cannot record the confirmed LSN: ${(e as Error).message}` });
-    }
-  }, CONFIRMED_WRITE_MS);
+  const confirmedTimer = setInterval(saveConfirmedSoon, CONFIRMED_WRITE_MS);
   const sealTimer = setInterval(() => writer?.sealIfOld(), 1000);
 
   if (o.listen) {
@@ -314,7 +330,7 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       const w = writer;
       server = await RedoServer.start(
         // Onward only what the primary confirmed: a record it may yet lose must not reach further standbys.
-        archiveSource({ archive, incarnation: 1, history: () => w.history, lastLsn: () => confirmed, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)) }),
+        archiveSource({ archive, incarnation: 1, history: () => w.history, lastLsn: () => confirmed, heldLsn: () => w.lastLsn, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)) }),
         { host: o.listen!.host, port: o.listen!.port, secret: o.secret, ...(o.listen!.tls ? { tls: o.listen!.tls } : {}), onEvent: emit },
       );
       emit({ type: 'info', message: `serving redo onward on ${o.listen!.host}:${server.address.port}` });
@@ -347,9 +363,11 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       clearInterval(confirmedTimer);
       await applyThread?.stop();
       await server?.close();
-      saveConfirmed();
+      await savingConfirmed;
+      if (archive && confirmed !== confirmedWritten) writeConfirmed(dir, confirmed);
       writeStatus();
-      writer?.close({ seal: true });
+      // Sealed only when the primary confirmed all of it (ArchiveWriterOptions.sealableThrough).
+      writer?.close({ seal: writer.lastLsn <= confirmed });
     },
   };
 }

@@ -54,9 +54,10 @@ export interface RedoClientOptions {
   readonly held: () => HeldPosition;
   /**
    * After welcome: the receiver prepares to take parts from welcome.startLsn (e.g. drops a torn record, sets
-   * aside an unconfirmed tail the primary lost). welcome.lastLsn is the primary's confirmed LSN.
+   * aside an unconfirmed tail the primary lost). welcome.lastLsn is the primary's confirmed LSN. Returns the
+   * LSN it holds durably then (what acks say until redo moves it).
    */
-  readonly onWelcome: (w: Welcome) => void;
+  readonly onWelcome: (w: Welcome) => bigint;
   /**
    * Parts to make durable; returns the LSN now held durably. Throws RedoshipError to refuse them.
    * primaryLastLsn: the primary's confirmed LSN (parts may run ahead of it).
@@ -179,7 +180,7 @@ export class RedoClient {
           this.attempt = 0;
           this.lastError = null;
           this.primaryLastLsn = m.lastLsn;
-          this.opts.onWelcome(m);
+          this.durable = this.opts.onWelcome(m);
           this.emit('info', `connected to ${this.opts.url}; receiving from LSN ${m.startLsn} (primary at ${m.lastLsn})`);
           return;
         }

@@ -42,6 +42,12 @@ export interface RedoSource {
   history(): History;
   /** Last LSN that may be sent: written to the archive (a primary's), or durable and confirmed (a cascade's). */
   lastLsn(): bigint;
+  /**
+   * Last LSN the archive holds (>= lastLsn()): a standby that holds no more than this, on the same line, is
+   * continued where it stands, though it may have to wait for more to become sendable (a cascade restarted
+   * with an older confirmed LSN than it had served onward).
+   */
+  heldLsn(): bigint;
   /** Last LSN durable in the archive and confirmed where it came from (protocol.ts, confirmation); <= lastLsn(). */
   confirmedLsn(): bigint;
   /** The LSN a standby with nothing starts at (the latest base), or null when there is none. */
@@ -265,7 +271,8 @@ export class RedoServer {
       } else return this.refuse(s, why);
     }
     s.authed = true;
-    s.received = s.durable = m.lastLsn;
+    // What it holds once it has set aside what this server does not hold (protocol.ts, confirmation).
+    s.received = s.durable = start - 1n < m.lastLsn ? start - 1n : m.lastLsn;
     s.sentLsn = start - 1n;
     s.confirmedSent = src.confirmedLsn();
     s.cursor = src.cursor(start);
@@ -288,8 +295,8 @@ export class RedoServer {
   private notHeld(lsn: bigint, commitTimeUs: bigint): ErrorMessage | null {
     const src = this.source;
     if (lsn === 0n) return null;
-    if (lsn > src.lastLsn())
-      return { t: 'error', code: 'STANDBY_AHEAD', message: `the standby holds LSN ${lsn}, past this primary's last LSN ${src.lastLsn()}`, hint: 'the standby followed another history; seed it again from this primary (empty archive directory)' };
+    if (lsn > src.heldLsn())
+      return { t: 'error', code: 'STANDBY_AHEAD', message: `the standby holds LSN ${lsn}, past this primary's last LSN ${src.heldLsn()}`, hint: 'the standby followed another history; seed it again from this primary (empty archive directory)' };
     const t = src.commitTimeOf(lsn);
     if (t !== null && t === commitTimeUs) return null;
     const first = src.firstLsn();
@@ -394,14 +401,17 @@ export class RedoServer {
   }
 
   /**
-   * The archive lost records it had sent before syncing them (the sync failed): every standby sent them is
-   * dropped, so that it reconnects and sets them aside (protocol.ts, confirmation). The rest stream on.
+   * The archive lost records it had written, and may have sent, before syncing them (the sync failed): every
+   * standby is dropped, so that it reconnects and sets aside what it got of them (protocol.ts, confirmation).
+   * All of them, not only those sent past the confirmed LSN: a cursor may stand inside a record that is
+   * written again, with other contents, under the same LSN. A failed sync is rare; a reconnect is cheap.
    */
   dropUnconfirmed(): void {
     const confirmed = this.source.confirmedLsn();
     for (const s of this.sessions)
-      if (s.authed && s.sentLsn > confirmed) {
-        this.emit('warning', `dropping standby ${s.name} (${s.remote}): it was sent LSN ${confirmed + 1n}..${s.sentLsn}, which the archive failed to make durable`);
+      if (s.authed) {
+        this.emit('warning', `dropping standby ${s.name} (${s.remote}): the archive failed to make LSN ${confirmed + 1n} and later durable; it reconnects and sets aside what it got of them`);
+        s.authed = false;
         s.cursor = null;
         s.ws.terminate();
       }

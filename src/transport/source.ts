@@ -10,6 +10,8 @@ export interface ArchiveSourceOptions {
   readonly lastLsn: () => bigint;
   /** Last LSN durable where it comes from (RedoSource.confirmedLsn). Default: lastLsn. */
   readonly confirmedLsn?: () => bigint;
+  /** Last LSN the archive holds (RedoSource.heldLsn). Default: lastLsn. */
+  readonly heldLsn?: () => bigint;
   readonly subscribe: (fn: () => void) => () => void;
   /** The records just made durable, kept by the writer: standbys close behind are streamed from it. */
   readonly recent?: RecentRedo;
@@ -27,6 +29,7 @@ export function archiveSource(o: ArchiveSourceOptions): RedoSource {
     history: o.history ?? (() => a.history()),
     lastLsn: o.lastLsn,
     confirmedLsn: o.confirmedLsn ?? o.lastLsn,
+    heldLsn: o.heldLsn ?? o.lastLsn,
     latestBaseLsn: () => a.latestBaseAtOrBefore(o.lastLsn() as Lsn),
     firstLsn: () => a.segments().find((s) => s.lastLsn >= s.firstLsn)?.firstLsn ?? null,
     commitTimeOf: (lsn) => a.commitTimeOf(lsn as Lsn),

@@ -39,6 +39,7 @@ import {
   type ServerMessage,
   type Welcome,
 } from '../../src/transport/protocol.js';
+import { RedoServer, archiveSource } from '../../src/transport/index.js';
 import { BIN, ROOT, compareWithPrimary, makeDb, rowHash, sleep, startWorkload, tempDir, treeFingerprint } from '../helpers/index.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -974,5 +975,60 @@ describe.concurrent('token file problems', () => {
     expectRefused(r, ERROR_CODES.USAGE, words, true);
     expect(listing(d)).toEqual(files);
     expect(treeFingerprint(d)).toBe(before);
+  });
+});
+
+describe('a standby that holds records its primary never confirmed (protocol.ts, confirmation)', () => {
+  // The server stands for a primary that lost the last 10 records of this archive before it synced them.
+  let dir: string;
+  let secret: Buffer;
+  let archive: Archive;
+  let server: RedoServer;
+  let last: bigint;
+  beforeAll(async () => {
+    dir = tempDir();
+    const tokenFile = writeSecret(join(dir, 'secret'));
+    secret = secretOf(tokenFile);
+    const { arch } = await archivedDatabase(dir, tokenFile, 40);
+    archive = Archive.open(arch);
+    last = archive.tail()!.lsn;
+    const kept = () => last - 10n;
+    server = await RedoServer.start(archiveSource({ archive, incarnation: 1, lastLsn: kept, subscribe: () => () => {} }), { host: '127.0.0.1', port: 0, secret });
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+  const url = () => `ws://127.0.0.1:${server.address.port}`;
+  const at = (l: bigint) => archive.commitTimeOf(l as Lsn)!;
+
+  async function helloFrom(o: Partial<Hello>): Promise<{ c: Inbox<ServerMessage>; answer: ServerMessage }> {
+    const c = await fakeClient(url());
+    const ch = await c.next();
+    if (ch.t !== 'challenge') throw new Error(`expected challenge, got ${ch.t}`);
+    send(c.ws, hello(ch.nonce, secret, { databaseId: archive.identity.databaseId, lastLsn: last, lastCommitTimeUs: at(last), ...o }));
+    return { c, answer: await c.next() };
+  }
+
+  test('welcomed after its last confirmed record, and counted as holding only that much until it acks more', async () => {
+    const confirmed = last - 15n;
+    const { c, answer } = await helloFrom({ confirmedLsn: confirmed, confirmedCommitTimeUs: at(confirmed) });
+    expect(answer).toMatchObject({ t: 'welcome', startLsn: confirmed + 1n, lastLsn: last - 10n });
+    const info = server.standbys().find((s) => s.state === 'streaming')!;
+    expect(info.durableLsn).toBe(String(confirmed));
+    // A synchronous commit of a record it set aside must wait for the record sent again.
+    await expect(server.waitForDurable(confirmed + 1n, 1, 300)).rejects.toThrow(/not durable/);
+    const waiting = server.waitForDurable(confirmed + 1n, 1, 5000);
+    send(c.ws, { t: 'ack', received: confirmed + 1n, durable: confirmed + 1n, applied: 0n, timeUs: nowUs() });
+    await waiting;
+    c.ws.close();
+  });
+
+  test("refused (STANDBY_AHEAD) when everything it holds was confirmed, or its confirmed record is not the server's, or past it", async () => {
+    const all = await helloFrom({ confirmedLsn: last, confirmedCommitTimeUs: at(last) });
+    expect(all.answer).toMatchObject({ t: 'error', code: 'STANDBY_AHEAD' });
+    const other = await helloFrom({ confirmedLsn: last - 15n, confirmedCommitTimeUs: at(last - 15n) + 1n });
+    expect(other.answer).toMatchObject({ t: 'error', code: 'STANDBY_AHEAD' });
+    const past = await helloFrom({ confirmedLsn: last - 5n, confirmedCommitTimeUs: at(last - 5n) });
+    expect(past.answer).toMatchObject({ t: 'error', code: 'STANDBY_AHEAD' });
   });
 });
