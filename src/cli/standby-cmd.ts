@@ -90,6 +90,7 @@ function standbyMetrics(s: StandbyStatus): Metric[] {
   return [
     g('redoship_standby_connected', '1 when connected to the primary', s.connected ? 1 : 0),
     g('redoship_standby_received_lsn', 'Last LSN durable in the standby archive', Number(s.receivedLsn)),
+    g('redoship_standby_confirmed_lsn', 'Last received LSN the primary confirmed durable (what may be applied)', Number(s.confirmedLsn)),
     g('redoship_standby_applied_lsn', 'Last LSN applied to the standby database', s.appliedLsn === null ? null : Number(s.appliedLsn)),
     g('redoship_standby_primary_lsn', "The primary's last LSN, as last heard", Number(s.primaryLastLsn)),
     g('redoship_standby_receive_lag_records', 'Primary last LSN minus received LSN', Number(s.receiveLagRecords)),

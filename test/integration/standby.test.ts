@@ -170,7 +170,8 @@ describe('cascade, archive-only DR, metrics', () => {
     const a = { db: join(dir, 'a.db'), archive: join(dir, 'a-arch') };
     const b = { db: join(dir, 'b.db'), archive: join(dir, 'b-arch') };
     const c = { archive: join(dir, 'c-arch') };
-    const sa = await startStandbyProc({ ...a, from: `ws://127.0.0.1:${port}`, token, extra: ['--listen', `127.0.0.1:${cascadePort}`] });
+    const standbyMetricsPort = await freePort();
+    const sa = await startStandbyProc({ ...a, from: `ws://127.0.0.1:${port}`, token, extra: ['--listen', `127.0.0.1:${cascadePort}`, '--metrics', `127.0.0.1:${standbyMetricsPort}`] });
     const writer = startWorkload(db, { seed: 9, rate: 200, 'duration-ms': 2500 });
     await sleep(500);
     const sb = await startStandbyProc({ ...b, from: `ws://127.0.0.1:${cascadePort}`, token });
@@ -187,6 +188,10 @@ describe('cascade, archive-only DR, metrics', () => {
     expect(metrics).toMatch(/^redoship_incarnation 1$/m);
     expect(metrics).toMatch(/^# TYPE redoship_standby_lag_records gauge$/m);
     expect(metrics).toMatch(new RegExp(`^redoship_standby_durable_lsn\\{standby="[^"]+",remote="[^"]+"\\} ${last}$`, 'm'));
+    // The standby's own endpoint: what it received, what its primary confirmed, what it applied.
+    await waitForStatus(a.archive, (x) => x.appliedLsn === last);
+    const own = await (await fetch(`http://127.0.0.1:${standbyMetricsPort}/metrics`)).text();
+    for (const name of ['received', 'confirmed', 'applied']) expect(own).toMatch(new RegExp(`^redoship_standby_${name}_lsn ${last}$`, 'm'));
 
     for (const p of [sb, sc, sa]) expect(await stopGracefully(p)).toBe(0);
     expect(await stopGracefully(primary)).toBe(0);
