@@ -719,15 +719,23 @@ export class ArchiveWriter {
    * durable, and then lost (transport/protocol.ts, confirmation). They are kept in diverged/ like a fork's.
    */
   setAsideUnconfirmed(lsn: Lsn, why: string): SetAside {
-    return this.setAsideAfter(lsn, why);
+    return this.setAsideAfter(lsn, why, false);
   }
 
-  /** Moves every record after forkLsn into diverged/<time>-after-<forkLsn>/, shortening a segment that spans it. */
-  private setAsideAfter(forkLsn: Lsn, why: string): SetAside {
+  /**
+   * Moves every record after forkLsn into diverged/<time>-after-<forkLsn>/, shortening a segment that spans it.
+   * sealOpen false: an open segment that reaches past forkLsn is closed, not sealed, and moves as it is (a
+   * sealed segment holds no unconfirmed record, not even for a moment: ArchiveWriterOptions.sealableThrough).
+   */
+  private setAsideAfter(forkLsn: Lsn, why: string, sealOpen = true): SetAside {
     this.archive.changes.clear();
     this.dropIncomplete();
     if (this.seg && this.seg.recordCount === 0) this.discardEmptyOpen();
-    this.seal();
+    if (sealOpen) this.seal();
+    else if (this.seg && this.seg.lastLsn > forkLsn) {
+      this.seg.close();
+      this.seg = null;
+    }
     const moving = this.archive.segments().filter((s) => s.lastLsn > forkLsn);
     const records: SetAside['records'] = [];
     if (moving.length === 0) return { dir: null, records };

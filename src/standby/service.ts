@@ -169,6 +169,8 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
     confirmed = c;
     applyThread?.durable(c);
     if (server) for (const l of listeners) l();
+    // A seal by size waits for confirmation (sealableThrough); it may come now.
+    if (c === held) writer?.sealIfOld();
   };
   /** The write of confirmed.json under way (one at a time: a later one must not be renamed over by an earlier). */
   let savingConfirmed: Promise<void> | null = null;
@@ -367,7 +369,9 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       if (archive && confirmed !== confirmedWritten) writeConfirmed(dir, confirmed);
       writeStatus();
       // Sealed only when the primary confirmed all of it (ArchiveWriterOptions.sealableThrough).
-      writer?.close({ seal: writer.lastLsn <= confirmed });
+      if (writer && writer.lastLsn > confirmed)
+        emit({ type: 'info', message: `the open archive segment stays open: LSN ${confirmed + 1n}..${writer.lastLsn} are not confirmed by the primary yet (promote and restore --archive use them as they are)` });
+      writer?.close({ seal: !!writer && writer.lastLsn <= confirmed });
     },
   };
 }

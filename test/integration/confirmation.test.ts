@@ -169,6 +169,38 @@ describe('confirmation', () => {
   });
 });
 
+describe('sealing on a standby', () => {
+  test('segments are sealed by size once confirmed, so they stay near --segment-size', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const sArch = join(dir, 'dr-arch');
+    makeDb(db);
+    const token = tokenFile(dir);
+    const port = await freePort();
+    const p = await startPrimary(db, join(dir, 'arch'), ['--listen', `127.0.0.1:${port}`, '--token-file', token]);
+    const s = await startStandbyProc({ archive: sArch, from: `ws://127.0.0.1:${port}`, token, extra: ['--segment-size', '1MB'] });
+    try {
+      const app = new Database(db);
+      const ins = app.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
+      for (let i = 0; i < 2500; i++) ins.run(i, Buffer.alloc(6000, i & 0xff));
+      app.close();
+      const end = 2501n;
+      await waitForStatus(sArch, (st) => String(st.receivedLsn) === String(end) && st.confirmedLsn === String(end));
+      expect(await stopGracefully(s)).toBe(0);
+      const segs = Archive.open(sArch).segments();
+      const sealed = segs.filter((x) => x.sealed);
+      expect(sealed.length).toBeGreaterThanOrEqual(5);
+      // Past the size by at most one redo message (4 MiB: the standby writes a message whole) and what came
+      // before the confirmation of the record that filled it.
+      for (const x of sealed.slice(1)) expect(x.bytes).toBeLessThan(5.5 * 1024 * 1024);
+      expect(segs.at(-1)!.lastLsn).toBe(end);
+    } finally {
+      s.child.kill('SIGKILL');
+      p.child.kill('SIGKILL');
+    }
+  });
+});
+
 describe('confirmation by a primary in this process', () => {
   test('each commit is confirmed right after the primary syncs it, not with the next redo or heartbeat', async () => {
     const dir = tempDir();
@@ -256,6 +288,8 @@ describe('confirmation by a primary in this process', () => {
       expect(kept.length).toBe(1);
       const records = JSON.parse(readFileSync(join(sArch, 'diverged', kept[0]!, 'records.json'), 'utf8')) as { records: Array<{ lsn: string }> };
       expect(records.records.map((r) => r.lsn)).toEqual([String(l + 1n)]);
+      // The segment that held the record moved as it was, open: it was never sealed with it.
+      expect(readdirSync(join(sArch, 'diverged', kept[0]!)).filter((n) => !n.endsWith('.json')).every((n) => n.endsWith('.open'))).toBe(true);
     } finally {
       fs.fdatasyncSync = realSync;
       syncBuiltinESMExports();
