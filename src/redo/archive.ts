@@ -41,7 +41,7 @@ import {
 import { SegmentReader, assembleRecord } from './segment-reader.js';
 import { ChangeTracker } from './change-tracker.js';
 import type { RecordPart } from './segment-format.js';
-import { SegmentWriter, fsyncDir, type RecordMeta } from './segment-writer.js';
+import { SegmentWriter, fsyncDir, writeDurably, type RecordMeta } from './segment-writer.js';
 import type { ArchiveIdentity, Lsn, RecordKind, RedoRecord, SegmentInfo, WalPosition } from './types.js';
 import { crc32 } from 'node:zlib';
 
@@ -811,20 +811,6 @@ export class ArchiveWriter {
 export interface SetAside {
   readonly dir: string | null;
   readonly records: Array<{ readonly lsn: Lsn; readonly kind: RecordKind; readonly commitTimeUs: bigint }>;
-}
-
-function writeDurably(path: string, data: Uint8Array): void {
-  try {
-    const fd = openSync(path, 'w');
-    try {
-      writeSync(fd, data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch (e) {
-    throw ioError('write', path, e);
-  }
 }
 
 export { assembleRecord };

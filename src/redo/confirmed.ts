@@ -15,11 +15,11 @@ durable): all of it counts as confirmed. A primary removes the file when it star
  * confirmed); the rest only waits for the primary to confirm again, and what an older value would let a
  * reconnect set aside is what the primary itself no longer holds, kept in diverged/ all the same.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RedoshipError, ioError } from '../error/index.js';
-import { fsyncDir } from './segment-writer.js';
+import { fsyncDir, writeDurably } from './segment-writer.js';
 
 export const CONFIRMED_FILE = 'confirmed.json';
 export const CONFIRMED_WRITE_MS = 200;
@@ -44,14 +44,8 @@ export function readConfirmed(archiveDir: string): bigint | null {
 
 export function writeConfirmed(archiveDir: string, lsn: bigint): void {
   const p = join(archiveDir, CONFIRMED_FILE);
+  writeDurably(`${p}.tmp`, Buffer.from(`{ "lsn": "${lsn}" }\n`));
   try {
-    const fd = openSync(`${p}.tmp`, 'w');
-    try {
-      writeSync(fd, `{ "lsn": "${lsn}" }\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
     renameSync(`${p}.tmp`, p);
   } catch (e) {
     throw ioError('write', p, e);

@@ -37,6 +37,21 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+/** Writes a whole file and fsyncs it (not its directory); IO error naming it. */
+export function writeDurably(path: string, data: Uint8Array): void {
+  try {
+    const fd = openSync(path, 'w');
+    try {
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    throw ioError('write', path, e);
+  }
+}
+
 /** A record's fields without its pages: what every part of it repeats. */
 export type RecordMeta = Omit<RedoRecord, 'pages'>;
 
