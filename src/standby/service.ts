@@ -333,7 +333,7 @@ export async function startStandby(o: StandbyOptions): Promise<StandbyHandle> {
       server = await RedoServer.start(
         // Onward only what the primary confirmed: a record it may yet lose must not reach further standbys.
         archiveSource({ archive, incarnation: 1, history: () => w.history, lastLsn: () => confirmed, heldLsn: () => w.lastLsn, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)) }),
-        { host: o.listen!.host, port: o.listen!.port, secret: o.secret, ...(o.listen!.tls ? { tls: o.listen!.tls } : {}), onEvent: emit },
+        { host: o.listen!.host, port: o.listen!.port, secret: o.secret, cascade: true, ...(o.listen!.tls ? { tls: o.listen!.tls } : {}), onEvent: emit },
       );
       emit({ type: 'info', message: `serving redo onward on ${o.listen!.host}:${server.address.port}` });
     };

@@ -87,6 +87,12 @@ export interface RedoServerOptions {
   readonly onControl?: ControlHandler;
   /** A standby proved this server superseded (it follows a newer incarnation). The server stays fenced. */
   readonly onFenced?: (why: string) => void;
+  /**
+   * This server is a standby serving onward (a cascade): a standby that holds more than it does is told
+   * UPSTREAM_BEHIND, which it retries, instead of STANDBY_AHEAD, which ends it. A cascade can be behind its
+   * own standbys for a while (they followed another server before; it set aside a tail its primary lost).
+   */
+  readonly cascade?: boolean;
 }
 
 export interface StandbyInfo {
@@ -263,7 +269,7 @@ export class RedoServer {
     } else {
       const why = this.notHeld(m.lastLsn, m.lastCommitTimeUs);
       if (why === null) start = m.lastLsn + 1n;
-      else if (why.code !== 'NEED_BASE' && m.confirmedLsn < m.lastLsn && this.notHeld(m.confirmedLsn, m.confirmedCommitTimeUs) === null) {
+      else if (why.code !== 'NEED_BASE' && why.code !== 'UPSTREAM_BEHIND' && m.confirmedLsn < m.lastLsn && this.notHeld(m.confirmedLsn, m.confirmedCommitTimeUs) === null) {
         // The standby holds records after its last confirmed one that this server does not: an unconfirmed
         // tail this server lost (protocol.ts, confirmation). The standby sets it aside and goes on from here.
         start = m.confirmedLsn + 1n;
@@ -296,7 +302,9 @@ export class RedoServer {
     const src = this.source;
     if (lsn === 0n) return null;
     if (lsn > src.heldLsn())
-      return { t: 'error', code: 'STANDBY_AHEAD', message: `the standby holds LSN ${lsn}, past this primary's last LSN ${src.heldLsn()}`, hint: 'the standby followed another history; seed it again from this primary (empty archive directory)' };
+      return this.opts.cascade
+        ? { t: 'error', code: 'UPSTREAM_BEHIND', message: `the standby holds LSN ${lsn}; this cascading standby holds only up to ${src.heldLsn()} yet`, hint: 'it retries until this server has caught up' }
+        : { t: 'error', code: 'STANDBY_AHEAD', message: `the standby holds LSN ${lsn}, past this primary's last LSN ${src.heldLsn()}`, hint: 'the standby followed another history; seed it again from this primary (empty archive directory)' };
     const t = src.commitTimeOf(lsn);
     if (t !== null && t === commitTimeUs) return null;
     const first = src.firstLsn();

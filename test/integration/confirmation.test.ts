@@ -85,6 +85,49 @@ describe('confirmation', () => {
     }
   });
 
+  test('a cascade behind a standby that connects to it is retried (UPSTREAM_BEHIND), not fatal, and serves it once caught up', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    makeDb(db);
+    const token = tokenFile(dir);
+    const secret = Buffer.from(readFileSync(token, 'utf8').trim());
+    const p = await startPrimary(db, arch);
+    write(db, 0, 40, 'a');
+    expect(await stopGracefully(p)).toBe(0);
+    const archive = Archive.open(arch);
+    const last = archive.tail()!.lsn;
+    let limit = archive.latestBaseAtOrBefore(last)! + 10n;
+    const listeners = new Set<() => void>();
+    // U1 feeds cascade B only up to `limit`; U2 feeds C everything.
+    const u1 = await RedoServer.start(archiveSource({ archive, incarnation: 1, lastLsn: () => limit, subscribe: (fn) => (listeners.add(fn), () => listeners.delete(fn)) }), { host: '127.0.0.1', port: 0, secret });
+    const u2 = await RedoServer.start(archiveSource({ archive, incarnation: 1, lastLsn: () => last, subscribe: () => () => {} }), { host: '127.0.0.1', port: 0, secret });
+    const cArch = join(dir, 'c');
+    const bPort = await freePort();
+    let c = await startStandbyProc({ archive: cArch, from: `ws://127.0.0.1:${u2.address.port}`, token });
+    const b = await startStandbyProc({ archive: join(dir, 'b'), from: `ws://127.0.0.1:${u1.address.port}`, token, extra: ['--listen', `127.0.0.1:${bPort}`] });
+    try {
+      await waitForStatus(cArch, (st) => String(st.receivedLsn) === String(last));
+      expect(await stopGracefully(c)).toBe(0);
+      await waitForStatus(join(dir, 'b'), (st) => String(st.receivedLsn) === String(limit) && st.confirmedLsn === String(limit));
+      c = await startStandbyProc({ archive: cArch, from: `ws://127.0.0.1:${bPort}`, token });
+      await c.waitFor(/UPSTREAM_BEHIND/);
+      limit = last;
+      for (const l of listeners) l();
+      await waitForStatus(join(dir, 'b'), (st) => st.confirmedLsn === String(last));
+      await waitForStatus(cArch, (st) => st.connected === true, 40_000);
+      expect(c.child.exitCode).toBe(null);
+      expect(await stopGracefully(c)).toBe(0);
+      expect(await stopGracefully(b)).toBe(0);
+      expect(tailLsn(cArch)).toBe(last);
+    } finally {
+      c.child.kill('SIGKILL');
+      b.child.kill('SIGKILL');
+      await u1.close();
+      await u2.close();
+    }
+  });
+
   test('a primary that lost an unconfirmed tail: the standby sets it aside and follows; a confirmed tail is never set aside', async () => {
     const dir = tempDir();
     const db = join(dir, 'app.db');
