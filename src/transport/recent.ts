@@ -1,9 +1,10 @@
 /**
- * The redo just made durable, kept in memory so that a standby close behind is streamed without reading the
- * archive back (DESIGN.md Transport: "from memory when close, from the archive when behind").
+ * The redo just written to the archive, kept in memory so that a standby close behind is streamed without
+ * reading the archive back (DESIGN.md Transport: "from memory when close, from the archive when behind").
  *
- * The writer of the archive pushes each batch of records once it is durable; the ring holds consecutive
- * LSNs only, at most maxBytes of their frames, dropping the oldest. It keeps a record's frames (the archive's
+ * The writer of the archive pushes each batch of records once it is written, before its sync (protocol.ts,
+ * confirmation), and clears the ring if that sync fails (the LSNs come again with other contents). The ring
+ * holds consecutive LSNs only, at most maxBytes of their frames, dropping the oldest. It keeps a record's frames (the archive's
  * own format, segment-format.ts: the very buffers the archive writer wrote, framedRecord), not the record,
  * so the bytes on the wire are exactly the bytes in the archive. Whatever it cannot vouch for (a base, which is
  * streamed to the archive without passing through here; a gap) makes it forget everything: the archive
@@ -47,7 +48,7 @@ export class RecentRedo {
     return this.entries.length > 0 ? this.entries[this.entries.length - 1]!.lsn : null;
   }
 
-  /** Records durable in the archive, in LSN order. An empty batch (a base) or a gap forgets everything. */
+  /** Records written to the archive, in LSN order. An empty batch (a base) or a gap forgets everything. */
   push(records: readonly RedoRecord[]): void {
     if (records.length === 0) return this.clear();
     const last = this.lastLsn;
