@@ -1,11 +1,12 @@
 /**
  * The apply loop, in its own thread: the applier's syncs (six per batch, DESIGN.md Apply) never delay
  * receiving, archiving and acknowledging redo on the standby's event loop. apply-thread.ts starts it and is
- * its only peer; they talk by the messages below, and one shared word: the durable LSN, which the receiver
- * stores on every acknowledgement and the loop reads when a batch starts (a durable message wakes the loop at
+ * its only peer; they talk by the messages below, and shared words: the durable LSN (durable in the standby
+ * archive and confirmed by the primary: transport/protocol.ts, confirmation), which the receiver stores as it
+ * moves and the loop reads when a batch starts (a durable message wakes the loop at
  * most once per coalesceMs, not once per received batch: at 1,000 commits/s that was 1,000 wake-ups a second).
  *
- *   to the loop:    durable { lsn }   records up to lsn are durable in the standby archive: they may be applied
+ *   to the loop:    durable { lsn }   records up to lsn are durable in the standby archive and confirmed: they may be applied
  *                   poke              look again now (control file changed, a delay may have passed)
  *                   stop              finish the batch under way, apply nothing more, answer stopped
  *   from the loop:  opened  { state } the applier opened the database (state null: not seeded yet)
@@ -16,7 +17,8 @@
  *                   stopped
  *
  * Invariants kept from the single-threaded design: (1) a record is applied only once the receiver said it is
- * durable in the standby archive (never what is merely written), and only after the archive reader verified
+ * durable in the standby archive and confirmed by the primary (never what is merely written, nor what the
+ * primary may yet lose), and only after the archive reader verified
  * it; (2) one batch at a time, each one atomic behind its rollback journal (applier.ts); (3) a stop between
  * batches leaves no hot journal. The database and its raw fd belong to this thread alone.
  */

@@ -13,7 +13,7 @@ export interface ArchiveSourceOptions {
   /** Last LSN the archive holds (RedoSource.heldLsn). Default: lastLsn. */
   readonly heldLsn?: () => bigint;
   readonly subscribe: (fn: () => void) => () => void;
-  /** The records just made durable, kept by the writer: standbys close behind are streamed from it. */
+  /** The records just written, kept by the writer: standbys close behind are streamed from it. */
   readonly recent?: RecentRedo;
   /** The archive's history as its writer holds it (default: read from the archive). */
   readonly history?: () => History;
