@@ -18,7 +18,7 @@ import { describe, expect, test } from 'vitest';
 import { startPrimary as startPrimaryInProcess, startStandby } from '../../src/index.js';
 import { Archive, type Lsn } from '../../src/redo/index.js';
 import { RedoServer, archiveSource } from '../../src/transport/index.js';
-import { compareWithPrimary, freePort, makeDb, sleep, startPrimary, startStandbyProc, stopGracefully, tempDir, tokenFile, treeFingerprint, waitForStatus } from '../helpers/index.js';
+import { compareWithPrimary, freePort, makeDb, run, sleep, startPrimary, startStandbyProc, stopGracefully, tempDir, tokenFile, treeFingerprint, waitForStatus } from '../helpers/index.js';
 
 function write(db: string, from: number, n: number, tag: string): void {
   const app = new Database(db, { timeout: 10_000 });
@@ -31,6 +31,14 @@ function write(db: string, from: number, n: number, tag: string): void {
 }
 
 const tailLsn = (archive: string): bigint => Archive.open(archive).tail()!.lsn;
+
+/** copy equals the primary's database page for page and by row hash, and passes integrity_check. */
+function expectEqualToPrimary(db: string, copy: string): void {
+  const c = compareWithPrimary(db, copy);
+  expect(c.differing).toEqual([]);
+  expect(c.rowsEqual).toBe(true);
+  expect(c.integrity).toBe('ok');
+}
 
 describe('confirmation', () => {
   test('a standby applies and cascades only what its primary confirmed; the rest once confirmed', async () => {
@@ -74,10 +82,7 @@ describe('confirmation', () => {
       await waitForStatus(join(dir, 's2'), (s) => s.receivedLsn === String(last));
       expect(await stopGracefully(s2)).toBe(0);
       expect(await stopGracefully(s1)).toBe(0);
-      const c = compareWithPrimary(db, join(dir, 'dr.db'));
-      expect(c.differing).toEqual([]);
-      expect(c.rowsEqual).toBe(true);
-      expect(c.integrity).toBe('ok');
+      expectEqualToPrimary(db, join(dir, 'dr.db'));
     } finally {
       s1.child.kill('SIGKILL');
       s2.child.kill('SIGKILL');
@@ -193,10 +198,7 @@ describe('confirmation', () => {
       await waitForStatus(sArch, (st) => st.appliedLsn === String(end));
       expect(await stopGracefully(s)).toBe(0);
       expect(await stopGracefully(p)).toBe(0);
-      const c = compareWithPrimary(db, drDb);
-      expect(c.differing).toEqual([]);
-      expect(c.rowsEqual).toBe(true);
-      expect(c.integrity).toBe('ok');
+      expectEqualToPrimary(db, drDb);
       const dr = new Database(drDb, { readonly: true });
       expect((dr.prepare("SELECT count(*) AS n FROM t WHERE CAST(v AS TEXT) LIKE 'lost %'").get() as { n: number }).n).toBe(0);
       dr.close();
@@ -244,6 +246,35 @@ describe('sealing on a standby', () => {
   });
 });
 
+describe('a damaged confirmed.json', () => {
+  test('the standby refuses to start, says which file and what to do, and changes nothing', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const sArch = join(dir, 'dr-arch');
+    makeDb(db);
+    const token = tokenFile(dir);
+    const port = await freePort();
+    const p = await startPrimary(db, join(dir, 'arch'), ['--listen', `127.0.0.1:${port}`, '--token-file', token]);
+    try {
+      const s = await startStandbyProc({ db: join(dir, 'dr.db'), archive: sArch, from: `ws://127.0.0.1:${port}`, token });
+      write(db, 0, 5, 'a');
+      await waitForStatus(sArch, (st) => String(st.receivedLsn) === '6' && st.appliedLsn === '6');
+      expect(await stopGracefully(s)).toBe(0);
+      writeFileSync(join(sArch, 'confirmed.json'), '{ "lsn": 12');
+      const before = treeFingerprint(sArch);
+      const drBefore = readFileSync(join(dir, 'dr.db'));
+      const r = await run(['standby', '--db', join(dir, 'dr.db'), '--archive', sArch, '--from', `ws://127.0.0.1:${port}`, '--token-file', token]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/confirmed\.json is not a valid confirmed-LSN file/);
+      expect(r.stderr).toMatch(/redoship status/);
+      expect(treeFingerprint(sArch)).toBe(before);
+      expect(readFileSync(join(dir, 'dr.db')).equals(drBefore)).toBe(true);
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+});
+
 describe('confirmation by a primary in this process', () => {
   test('each commit is confirmed right after the primary syncs it, not with the next redo or heartbeat', async () => {
     const dir = tempDir();
@@ -275,7 +306,8 @@ describe('confirmation by a primary in this process', () => {
   });
 
   test('a sync that fails after its records were sent: the standby sets them aside, and waitForStandbys waits for them written again', async () => {
-    // A real fdatasync failure needs a failing disk (dm-error, dm-flakey), which this VM lacks. So here, and
+    // A real fdatasync failure needs a failing disk (dm-error, dm-flakey), and this VM's kernel has no
+    // device-mapper (`dmsetup targets`: no such device). So here, and
     // only here, fdatasyncSync of the primary's archive segment fails once with EIO, in this process (where
     // the primary runs; the standby is a process of its own). It first waits 100 ms, so that the records sent
     // before it reach the standby's archive.
@@ -340,9 +372,6 @@ describe('confirmation by a primary in this process', () => {
       await primary.stop();
       app.close();
     }
-    const c = compareWithPrimary(db, join(dir, 'dr.db'));
-    expect(c.differing).toEqual([]);
-    expect(c.rowsEqual).toBe(true);
-    expect(c.integrity).toBe('ok');
+    expectEqualToPrimary(db, join(dir, 'dr.db'));
   });
 });

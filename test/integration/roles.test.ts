@@ -323,7 +323,10 @@ describe('promote without a running daemon, and refusals', () => {
     expect((await run(['restore', '--archive', a.archive, '--to', then, '--until-lsn', String(at)])).code).toBe(0);
     expectEqual(then, b.db);
     // A primary on the promoted files continues from the archived fork record (no resync, no new base).
+    // Its archive was a standby's: the confirmed LSN it kept goes, every record is the primary's own now.
+    expect(existsSync(join(b.archive, 'confirmed.json'))).toBe(true);
     const p2 = await startPrimary(b.db, b.archive);
+    expect(existsSync(join(b.archive, 'confirmed.json'))).toBe(false);
     expect(p2.stderr).toMatch(/start: continued/);
     p2.child.kill('SIGTERM');
     await p2.exited;
