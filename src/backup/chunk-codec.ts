@@ -3,14 +3,14 @@
  * thread, and take.ts does inline for a set too small to be worth starting workers for. Pure computation on
  * the buffers given (the encode buffer layout is codec-pool.ts's).
  */
-import { PAGE_HASH_BYTES, pageHashInto } from '../sqlite/page-hash.js';
+import { PAGE_HASH_ALGORITHM, PAGE_HASH_BYTES, pageHashInto, type PageHashAlgorithm } from '../sqlite/page-hash.js';
 import { encodeOutputAt } from './codec-pool.js';
 import { CHUNK_HEADER_BYTES, MAX_CHUNK_PAGES, chunkCrc, decodeStored, encodeRaw, maxStoredBytes, writeChunkHeader, zstdInto, type CompressionSpec, type PieceFormat } from './piece.js';
 
 /** The page hashes of raw chunk bytes (count page numbers, then count images), PAGE_HASH_BYTES each. */
-export function pageHashes(raw: Buffer, count: number, pageSize: number): Buffer {
+export function pageHashes(raw: Buffer, count: number, pageSize: number, algorithm: PageHashAlgorithm = PAGE_HASH_ALGORITHM): Buffer {
   const out = Buffer.allocUnsafeSlow(count * PAGE_HASH_BYTES);
-  for (let i = 0; i < count; i++) pageHashInto(raw.readUInt32BE(i * 4), raw.subarray(count * 4 + i * pageSize, count * 4 + (i + 1) * pageSize), out, i * PAGE_HASH_BYTES);
+  for (let i = 0; i < count; i++) pageHashInto(raw.readUInt32BE(i * 4), raw.subarray(count * 4 + i * pageSize, count * 4 + (i + 1) * pageSize), out, i * PAGE_HASH_BYTES, algorithm);
   return out;
 }
 
@@ -45,10 +45,10 @@ export function encodeChunkBuffer(all: Buffer, count: number, pageSize: number, 
 
 /**
  * Checks and decodes one chunk's stored bytes (piece.ts decodeStored: CRC, decryption, decompression, length,
- * page numbers ascending), and hashes its pages. raw is `stored` itself when it was stored as is, else in
+ * page numbers ascending), and hashes its pages with `algorithm`. raw is `stored` itself when it was stored as is, else in
  * `into` when given (count * (4 + pageSize) bytes).
  */
-export function decodeChunk(name: string, offset: number, stored: Buffer, count: number, crc: number, pageSize: number, format: PieceFormat, key: Buffer | undefined, into?: Buffer): { raw: Buffer; hashes: Buffer } {
+export function decodeChunk(name: string, offset: number, stored: Buffer, count: number, crc: number, pageSize: number, format: PieceFormat, key: Buffer | undefined, algorithm: PageHashAlgorithm, into?: Buffer): { raw: Buffer; hashes: Buffer } {
   const raw = decodeStored(name, { offset, stored, count, crc }, pageSize, format, key, into);
-  return { raw, hashes: pageHashes(raw, count, pageSize) };
+  return { raw, hashes: pageHashes(raw, count, pageSize, algorithm) };
 }

@@ -23,6 +23,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { RedoshipError, type ErrorCode } from '../error/index.js';
 import { CHUNK_HEADER_BYTES, MAX_CHUNK_PAGES, maxStoredBytes, type Compression, type PieceFormat } from './piece.js';
+import type { PageHashAlgorithm } from '../sqlite/index.js';
 
 /*
  * ENCODE BUFFER, one chunk's worth: a chunk header's room, MAX_CHUNK_PAGES page-number slots (u32 BE), then
@@ -62,6 +63,8 @@ export type CodecRequest =
       readonly rawAt: number;
       /** The hashes the pages must have, in order (count * PAGE_HASH_BYTES): checked before anything is written. */
       readonly expected: Uint8Array;
+      /** How those hashes were taken (the set's manifest). */
+      readonly pageHashAlgorithm: PageHashAlgorithm;
       /** The file the checked pages are written to, each at (pgno - 1) * pageSize; its path for messages. */
       readonly targetFd: number;
       readonly targetPath: string;

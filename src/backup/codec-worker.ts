@@ -49,7 +49,7 @@ function handle(m: CodecRequest): { reply: CodecReply; transfer: ArrayBuffer[] }
     }
   }
   const into = m.rawAt >= 0 ? slab.subarray(m.rawAt, m.rawAt + m.count * (4 + m.pageSize)) : undefined;
-  const { raw, hashes } = decodeChunk(m.name, m.offset, slab.subarray(m.start, m.start + m.length), m.count, m.crc, m.pageSize, m.format, key, into);
+  const { raw, hashes } = decodeChunk(m.name, m.offset, slab.subarray(m.start, m.start + m.length), m.count, m.crc, m.pageSize, m.format, key, m.pageHashAlgorithm, into);
   const expected = Buffer.from(m.expected.buffer, m.expected.byteOffset, m.expected.byteLength);
   if (!hashes.equals(expected)) {
     let k = 0;

@@ -10,7 +10,7 @@ import { RedoshipError, ioError } from '../error/index.js';
 import { PAGE_HASH_BYTES } from '../sqlite/index.js';
 import { LocalStorage } from '../storage/index.js';
 import { piecePages, pieceCorrupt, type CompressionSpec } from './piece.js';
-import { Repo, type BackupManifest, type PieceInfo } from './repo.js';
+import { Repo, type BackupManifest, type PieceInfo, type SetPageHashes } from './repo.js';
 import { planChain } from './restore.js';
 import { writeSet, type BackupProgress } from './take.js';
 import { readCatalog } from './catalog.js';
@@ -83,7 +83,7 @@ export async function mergeChain(
  * late (merging a 274 MiB level 0 of 32 MiB pieces: peak RSS 247 MB, against 148 MB reused). An image yielded is
  * valid until the generator is resumed past the end of its piece.
  */
-function* setPages(s: BackupManifest, path: (p: PieceInfo) => string, key: Buffer | undefined, hashes: Buffer): Generator<readonly [number, Buffer]> {
+function* setPages(s: BackupManifest, path: (p: PieceInfo) => string, key: Buffer | undefined, { hashes, algorithm }: SetPageHashes): Generator<readonly [number, Buffer]> {
   let at = 0;
   const buf = Buffer.allocUnsafe(Math.max(0, ...s.pieces.map((p) => p.bytes)));
   for (const p of s.pieces) {
@@ -108,7 +108,7 @@ function* setPages(s: BackupManifest, path: (p: PieceInfo) => string, key: Buffe
     }
     if (size !== p.bytes) throw pieceCorrupt(name, 0, `it is ${size} bytes, the manifest says ${p.bytes}`);
     let n = 0;
-    for (const page of piecePages(name, body, s.pageSize, key, hashes.subarray(at * PAGE_HASH_BYTES, (at + p.pages) * PAGE_HASH_BYTES))) {
+    for (const page of piecePages(name, body, s.pageSize, key, hashes.subarray(at * PAGE_HASH_BYTES, (at + p.pages) * PAGE_HASH_BYTES), algorithm)) {
       n++;
       yield page;
     }

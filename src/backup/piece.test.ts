@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { RedoshipError } from '../error/index.js';
 import { crc32 } from 'node:zlib';
-import { PAGE_HASH_BYTES, pageHash } from '../sqlite/index.js';
+import { PAGE_HASH_ALGORITHM, PAGE_HASH_BYTES, pageHash } from '../sqlite/index.js';
 import { CHUNK_HEADER_BYTES, PIECE_HEADER_BYTES, decodePiece, encodeChunk, pieceHeader, type CompressionSpec } from './piece.js';
 
 const pageSize = 4096;
@@ -24,7 +24,7 @@ describe('backup pieces', () => {
     test(`round trip (${c.algorithm}:${c.level})`, () => {
       const a = pages(1, 256);
       const b = pages(300, 17);
-      const out = decodePiece('p', piece(c, [a, b]), pageSize, undefined, hashesOf([a, b]));
+      const out = decodePiece('p', piece(c, [a, b]), pageSize, undefined, hashesOf([a, b]), PAGE_HASH_ALGORITHM);
       expect(out.map(([p]) => p)).toEqual([...a, ...b].map(([p]) => p));
       out.forEach(([, img], i) => expect(img.equals([...a, ...b][i]![1])).toBe(true));
     });
@@ -48,11 +48,11 @@ describe('backup pieces', () => {
       const cut = i % 2 ? bad : bad.subarray(0, Math.floor(rnd() * (bad.length - 1)));
       if (i % 2 === 0 && cut.length <= 16) continue; // a header alone is an empty piece: the manifest's page count catches it
       try {
-        const out = decodePiece('p', cut, pageSize, undefined, expected);
+        const out = decodePiece('p', cut, pageSize, undefined, expected, PAGE_HASH_ALGORITHM);
         // Only a flip inside gzip's own framing that still decodes to the same bytes may pass; then the
         // pages must be exactly the good ones.
         expect(algorithm).toBe('gzip');
-        const ref = decodePiece('p', good, pageSize, undefined, expected);
+        const ref = decodePiece('p', good, pageSize, undefined, expected, PAGE_HASH_ALGORITHM);
         expect(out.length).toBe(ref.length);
         out.forEach(([pg, img], k) => {
           expect(pg).toBe(ref[k]![0]);
@@ -73,7 +73,7 @@ describe('backup pieces', () => {
     expect(good.readUInt32BE(4)).toBe(2);
     expect(good.readUInt32BE(PIECE_HEADER_BYTES + 4)).toBe(crc32(good.subarray(at, at + 4 * 5)));
     const expected = hashesOf([chunk]);
-    const refused = (b: Buffer, why: RegExp) => expect(() => decodePiece('p', b, pageSize, undefined, expected)).toThrow(why);
+    const refused = (b: Buffer, why: RegExp) => expect(() => decodePiece('p', b, pageSize, undefined, expected, PAGE_HASH_ALGORITHM)).toThrow(why);
     const pgnoFlipped = Buffer.from(good);
     pgnoFlipped[at + 4 * 2 + 3]! ^= 0x01; // page 9 -> 8: still a page number, the CRC refuses it
     refused(pgnoFlipped, /chunk checksum mismatch/);
@@ -83,15 +83,15 @@ describe('backup pieces', () => {
     // The same chunk with a wrong hash file: refused, not returned.
     const otherHashes = Buffer.from(expected);
     otherHashes[PAGE_HASH_BYTES * 4]! ^= 1;
-    expect(() => decodePiece('p', good, pageSize, undefined, otherHashes)).toThrow(/page 11 does not match its recorded hash/);
-    expect(() => decodePiece('p', good, pageSize, undefined, expected.subarray(0, 4 * PAGE_HASH_BYTES))).toThrow(/more pages than/);
+    expect(() => decodePiece('p', good, pageSize, undefined, otherHashes, PAGE_HASH_ALGORITHM)).toThrow(/page 11 does not match its recorded hash/);
+    expect(() => decodePiece('p', good, pageSize, undefined, expected.subarray(0, 4 * PAGE_HASH_BYTES), PAGE_HASH_ALGORITHM)).toThrow(/more pages than/);
     // Version 1: the CRC over all the stored bytes. Read as before; a version 2 CRC under a version 1 header
     // (or the reverse) is damage.
     const v1 = Buffer.from(good);
     v1.writeUInt32BE(1, 4);
     refused(v1, /chunk checksum mismatch/);
     v1.writeUInt32BE(crc32(v1.subarray(at)), PIECE_HEADER_BYTES + 4);
-    expect(decodePiece('p', v1, pageSize, undefined, expected).map(([p]) => p)).toEqual([7, 8, 9, 10, 11]);
+    expect(decodePiece('p', v1, pageSize, undefined, expected, PAGE_HASH_ALGORITHM).map(([p]) => p)).toEqual([7, 8, 9, 10, 11]);
     const v2WithV1Crc = Buffer.from(v1);
     v2WithV1Crc.writeUInt32BE(2, 4);
     refused(v2WithV1Crc, /chunk checksum mismatch/);

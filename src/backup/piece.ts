@@ -29,7 +29,7 @@ import { crc32, gunzipSync, gzipSync } from 'node:zlib';
 import { Compressor, decompress as zstdDecompress } from 'zstd-napi';
 import zstdBinding from 'zstd-napi/binding.js';
 import { RedoshipError } from '../error/index.js';
-import { PAGE_HASH_BYTES, pageHash } from '../sqlite/index.js';
+import { PAGE_HASH_BYTES, pageHash, type PageHashAlgorithm } from '../sqlite/index.js';
 
 export const PIECE_MAGIC = 0x52445043; // 'RDPC'
 export const PIECE_VERSION = 2;
@@ -255,10 +255,10 @@ export function decodeStored(name: string, c: StoredChunk, pageSize: number, for
 /**
  * A piece's pages in order, decoded a chunk at a time (memory: the piece and one decoded chunk), checking
  * everything: expected holds the page hashes of its pages in order (from the set's page-hash file, at the
- * piece's first page), and every image is compared with its own before it is yielded. Throws ARCHIVE_CORRUPT
+ * piece's first page, taken with `algorithm`), and every image is compared with its own before it is yielded. Throws ARCHIVE_CORRUPT
  * naming the piece. An image is a view of the piece or of the chunk's decoded bytes.
  */
-export function* piecePages(name: string, buf: Buffer, pageSize: number, key: Buffer | undefined, expected: Buffer): Generator<readonly [number, Buffer]> {
+export function* piecePages(name: string, buf: Buffer, pageSize: number, key: Buffer | undefined, expected: Buffer, algorithm: PageHashAlgorithm): Generator<readonly [number, Buffer]> {
   const format = readPieceHeader(name, buf, key);
   let lastPgno = 0;
   let k = 0;
@@ -270,7 +270,7 @@ export function* piecePages(name: string, buf: Buffer, pageSize: number, key: Bu
       const pgno = raw.readUInt32BE(i * 4);
       const image = raw.subarray(count * 4 + i * pageSize, count * 4 + (i + 1) * pageSize);
       if (expected.length < (k + 1) * PAGE_HASH_BYTES) throw pieceCorrupt(name, c.offset, `it holds more pages than the set's page-hash file lists`);
-      if (!pageHash(pgno, image).equals(expected.subarray(k * PAGE_HASH_BYTES, (k + 1) * PAGE_HASH_BYTES))) throw pieceCorrupt(name, c.offset, `page ${pgno} does not match its recorded hash`);
+      if (!pageHash(pgno, image, algorithm).equals(expected.subarray(k * PAGE_HASH_BYTES, (k + 1) * PAGE_HASH_BYTES))) throw pieceCorrupt(name, c.offset, `page ${pgno} does not match its recorded hash`);
       yield [pgno, image];
     }
     lastPgno = raw.readUInt32BE((count - 1) * 4);
@@ -278,6 +278,6 @@ export function* piecePages(name: string, buf: Buffer, pageSize: number, key: Bu
 }
 
 /** piecePages, all at once. */
-export function decodePiece(name: string, buf: Buffer, pageSize: number, key: Buffer | undefined, expected: Buffer): Array<readonly [number, Buffer]> {
-  return [...piecePages(name, buf, pageSize, key, expected)];
+export function decodePiece(name: string, buf: Buffer, pageSize: number, key: Buffer | undefined, expected: Buffer, algorithm: PageHashAlgorithm): Array<readonly [number, Buffer]> {
+  return [...piecePages(name, buf, pageSize, key, expected, algorithm)];
 }

@@ -14,12 +14,13 @@
  *   chain), startLsn (first LSN whose changes it holds: 1 for a level 0), endLsn (the LSN it is consistent
  *   at), endCommitTime, createdAt, sizePages (database size at endLsn), pages (page images held),
  *   compression { algorithm, level }, encryption (null), pieces [{ name, bytes, sha256, pages, firstPgno,
- *   lastPgno }], pageHashes { name, sha256 }.
+ *   lastPgno }], pageHashes { name, sha256 (of the file), algorithm (page-hash.ts; absent in sets written
+ *   before it was recorded, which hold sha256-128) }.
  */
 import { RedoshipError } from '../error/index.js';
 import { createStorage, openStorage, type Storage } from '../storage/index.js';
 import { createHash } from 'node:crypto';
-import { PAGE_HASH_BYTES } from '../sqlite/index.js';
+import { PAGE_HASH_ALGORITHMS, PAGE_HASH_BYTES, type PageHashAlgorithm } from '../sqlite/index.js';
 import { pieceCorrupt, type Compression } from './piece.js';
 import type { SetEncryption } from './key.js';
 
@@ -53,7 +54,13 @@ export interface BackupManifest {
   /** null, or how the set's pieces are encrypted (key.ts). */
   readonly encryption: SetEncryption | null;
   readonly pieces: readonly PieceInfo[];
-  readonly pageHashes: { readonly name: string; readonly sha256: string };
+  readonly pageHashes: { readonly name: string; readonly sha256: string; readonly algorithm?: PageHashAlgorithm };
+}
+
+/** A set's page hashes, PAGE_HASH_BYTES per page it holds in the order its pieces hold them, and how they were taken. */
+export interface SetPageHashes {
+  readonly hashes: Buffer;
+  readonly algorithm: PageHashAlgorithm;
 }
 
 export interface RepoIdentity {
@@ -109,15 +116,18 @@ export class Repo {
   }
 
   /**
-   * A set's page hashes (PAGE_HASH_BYTES per page it holds, in order), checked against the manifest's
-   * SHA-256 and page count: what every reader of its pieces compares their images with.
+   * A set's page hashes, checked against the manifest's SHA-256 and page count: what every reader of its
+   * pieces compares their images with, hashed the way the manifest names.
    */
-  async pageHashes(set: BackupManifest): Promise<Buffer> {
+  async pageHashes(set: BackupManifest): Promise<SetPageHashes> {
     const name = `${set.name}/${set.pageHashes.name}`;
+    const algorithm = set.pageHashes.algorithm ?? 'sha256-128';
+    if (!PAGE_HASH_ALGORITHMS.includes(algorithm))
+      throw new RedoshipError('ARCHIVE_CORRUPT', `${set.name}/manifest.json names page hashes "${String(algorithm)}", which this redoship does not know`, 'a newer redoship wrote this set: restore it with that version');
     const hashes = await this.storage.get(`sets/${name}`);
     if (createHash('sha256').update(hashes).digest('hex') !== set.pageHashes.sha256) throw pieceCorrupt(name, 0, 'checksum mismatch');
     if (hashes.length !== set.pages * PAGE_HASH_BYTES) throw pieceCorrupt(name, 0, `${hashes.length} bytes for ${set.pages} pages`);
-    return hashes;
+    return { hashes, algorithm };
   }
 
   /** Every complete backup set (with a manifest), in LSN order. */

@@ -172,7 +172,7 @@ export async function restoreFromRepo(o: RepoRestoreOptions): Promise<RepoRestor
 async function applySet(repo: Repo, pool: CodecPool, set: BackupManifest, fd: number, targetPath: string, wb: Writeback, secret: Buffer | null, onPages: (pages: number) => void): Promise<number> {
   const pageSize = set.pageSize;
   const key = set.encryption ? setKey(set.name, set.encryption, secret) : undefined;
-  const hashes = await repo.pageHashes(set);
+  const { hashes, algorithm: pageHashAlgorithm } = await repo.pageHashes(set);
   // Shared memory, so that each chunk's request carries a view of its expected hashes, not a copy of all.
   const expectedAll = Buffer.from(new SharedArrayBuffer(hashes.length));
   hashes.copy(expectedAll);
@@ -232,6 +232,7 @@ async function applySet(repo: Repo, pool: CodecPool, set: BackupManifest, fd: nu
             key: encrypted ? key : undefined,
             rawAt,
             expected,
+            pageHashAlgorithm,
             targetFd: fd,
             targetPath,
             writeLock,

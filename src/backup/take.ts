@@ -15,6 +15,7 @@ import type { Archive, Lsn } from '../redo/index.js';
 import { MAX_CHUNK_PAGES, pieceHeader, type CompressionSpec } from './piece.js';
 import { CodecPool, ENCODE_IMAGES_AT, ENCODE_PGNOS_AT, encodeBufferBytes, ordered, type EncodeResult, type PieceHasher } from './codec-pool.js';
 import { encodeChunkBuffer } from './chunk-codec.js';
+import { PAGE_HASH_ALGORITHM } from '../sqlite/index.js';
 import type { BackupManifest, PieceInfo, Repo } from './repo.js';
 import { catalogAdd } from './catalog.js';
 import { newSetKey } from './key.js';
@@ -293,7 +294,8 @@ export async function writeSet(repo: Repo, c: SetContent): Promise<BackupManifes
     compression: { algorithm: c.compression.algorithm, level: c.compression.level },
     encryption: enc?.encryption ?? null,
     pieces,
-    pageHashes: { name: 'page-hashes', sha256: createHash('sha256').update(hashBody).digest('hex') },
+    // Every hash of this set was taken by chunk-codec.ts with the algorithm of now.
+    pageHashes: { name: 'page-hashes', sha256: createHash('sha256').update(hashBody).digest('hex'), algorithm: PAGE_HASH_ALGORITHM },
   };
   try {
     await repo.storage.put(`${prefix}/manifest.json`, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));

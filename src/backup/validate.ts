@@ -12,9 +12,9 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RedoshipError, isRedoshipError } from '../error/index.js';
-import { PAGE_HASH_BYTES, pageHash } from '../sqlite/index.js';
+import { PAGE_HASH_BYTES, pageHash, type PageHashAlgorithm } from '../sqlite/index.js';
 import { decodePiece } from './piece.js';
-import { Repo, type BackupManifest } from './repo.js';
+import { Repo, type BackupManifest, type SetPageHashes } from './repo.js';
 import { planChain, restoreFromRepo, type RestoreProgress } from './restore.js';
 import { setKey } from './key.js';
 import { RedoSources } from './repo-redo.js';
@@ -54,7 +54,7 @@ async function validateSet(repo: Repo, m: BackupManifest, secret: Buffer | null)
   let bytes = 0;
   // Without good page hashes the images cannot be checked (the set is damaged anyway): the pieces are then
   // checked against their SHA-256 only.
-  let hashes: Buffer | null = null;
+  let hashes: SetPageHashes | null = null;
   try {
     hashes = await repo.pageHashes(m);
   } catch (e) {
@@ -76,7 +76,7 @@ async function validateSet(repo: Repo, m: BackupManifest, secret: Buffer | null)
     else if (createHash('sha256').update(body).digest('hex') !== p.sha256) problems.push(`${p.name}: SHA-256 mismatch`);
     if (!hashes) continue;
     try {
-      const got = decodePiece(`${m.name}/${p.name}`, body, m.pageSize, key, hashes.subarray(from * PAGE_HASH_BYTES, at * PAGE_HASH_BYTES)).length;
+      const got = decodePiece(`${m.name}/${p.name}`, body, m.pageSize, key, hashes.hashes.subarray(from * PAGE_HASH_BYTES, at * PAGE_HASH_BYTES), hashes.algorithm).length;
       if (got !== p.pages) problems.push(`${p.name}: holds ${got} pages, the manifest says ${p.pages}`);
       pages += got;
     } catch (e) {
@@ -109,13 +109,13 @@ export async function validateRepo(location: string, o: { restoreTest: boolean; 
         ...(o.onRestoreProgress ? { onProgress: o.onRestoreProgress } : {}),
       });
       // Expected page hashes: the level 0's, overlaid by each level 1's, cut to the final size.
-      const expected = new Map<number, Buffer>();
+      const expected = new Map<number, { hash: Buffer; algorithm: PageHashAlgorithm }>();
       for (const s of chain) {
-        const hashes = await repo.pageHashes(s);
+        const { hashes, algorithm } = await repo.pageHashes(s);
         let i = 0;
         for (const p of s.pieces)
-          for (const [pgno] of decodePiece(`${s.name}/${p.name}`, await repo.storage.get(`sets/${s.name}/${p.name}`), s.pageSize, s.encryption ? setKey(s.name, s.encryption, o.encryptionSecret ?? null) : undefined, hashes.subarray(i * PAGE_HASH_BYTES)))
-            expected.set(pgno, hashes.subarray(i * PAGE_HASH_BYTES, ++i * PAGE_HASH_BYTES));
+          for (const [pgno] of decodePiece(`${s.name}/${p.name}`, await repo.storage.get(`sets/${s.name}/${p.name}`), s.pageSize, s.encryption ? setKey(s.name, s.encryption, o.encryptionSecret ?? null) : undefined, hashes.subarray(i * PAGE_HASH_BYTES), algorithm))
+            expected.set(pgno, { hash: hashes.subarray(i * PAGE_HASH_BYTES, ++i * PAGE_HASH_BYTES), algorithm });
       }
       const size = chain[chain.length - 1]!.sizePages;
       const ps = chain[0]!.pageSize;
@@ -123,7 +123,7 @@ export async function validateRepo(location: string, o: { restoreTest: boolean; 
       const mismatches: number[] = [];
       for (let pgno = 1; pgno <= size; pgno++) {
         const want = expected.get(pgno);
-        if (!want || !pageHash(pgno, file.subarray((pgno - 1) * ps, pgno * ps)).equals(want)) mismatches.push(pgno);
+        if (!want || !pageHash(pgno, file.subarray((pgno - 1) * ps, pgno * ps), want.algorithm).equals(want.hash)) mismatches.push(pgno);
       }
       const db = new Database(out);
       let integrity: string;

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { golden, sqliteCheckpointed, withSqlite } from '../../test/golden/golden.js';
 import { maskPage1, parseDbHeader, STANDBY_HEADER_RANGES } from './db-header.js';
-import { pageHash, PAGE_HASH_BYTES } from './page-hash.js';
+import { pageHash, pageHashInto, PAGE_HASH_ALGORITHM, PAGE_HASH_ALGORITHMS, PAGE_HASH_BYTES } from './page-hash.js';
 
 const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
 
@@ -20,17 +20,39 @@ const diff = (a: Buffer, b: Buffer): number[] => [...a.keys()].filter((i) => a[i
 const masked = (i: number): boolean => STANDBY_HEADER_RANGES.some(([s, e]) => i >= s && i < e);
 
 describe('pageHash', () => {
-  test('is the first 16 bytes of SHA-256 of the page', () => {
+  // Known answers from two other XXH3 implementations (@node-rs/xxhash's Rust port and hash-wasm's build of
+  // the reference C), run by hand: the canonical 128-bit form, high half first.
+  test('is XXH3-128 of the page in canonical form, the same bytes as other implementations give', () => {
     const page = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 31) & 0xff));
     expect(PAGE_HASH_BYTES).toBe(16);
-    expect(pageHash(2, page)).toEqual(sha256(page).subarray(0, 16));
+    expect(PAGE_HASH_ALGORITHM).toBe('xxh3-128');
+    expect(pageHash(2, page).toString('hex')).toBe('20cb17a3c7d96f47c90052126f9618dc');
+    expect(pageHash(2, Buffer.from('abc')).toString('hex')).toBe('06b05ab6733a618578af5f94892f3950');
     expect(pageHash(12345, page)).toEqual(pageHash(2, page));
+  });
+
+  test('sha256-128 (sets written before the manifest named it) is the first 16 bytes of SHA-256', () => {
+    const page = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 31) & 0xff));
+    expect(pageHash(2, page, 'sha256-128')).toEqual(sha256(page).subarray(0, 16));
+    expect(pageHash(2, page, 'sha256-128')).not.toEqual(pageHash(2, page));
+  });
+
+  test('pageHashInto writes the same bytes at the offset, for either algorithm', () => {
+    const page = randomBytes(4096);
+    for (const a of PAGE_HASH_ALGORITHMS) {
+      const out = Buffer.alloc(40, 0xee);
+      pageHashInto(7, page, out, 11, a);
+      expect(out.subarray(11, 27)).toEqual(pageHash(7, page, a));
+      expect(out.subarray(0, 11).every((b) => b === 0xee) && out.subarray(27).every((b) => b === 0xee)).toBe(true);
+    }
   });
 
   test('of page 1 is the hash of the masked page', () => {
     const page1 = golden('rollback.db').subarray(0, 1024);
-    expect(pageHash(1, page1)).toEqual(sha256(maskPage1(page1)).subarray(0, 16));
-    expect(pageHash(1, page1)).not.toEqual(pageHash(2, page1));
+    for (const a of PAGE_HASH_ALGORITHMS) {
+      expect(pageHash(1, page1, a)).toEqual(pageHash(2, maskPage1(page1), a));
+      expect(pageHash(1, page1, a)).not.toEqual(pageHash(2, page1, a));
+    }
   });
 
   test('of page 1 ignores exactly the journal-mode and writer fields', () => {

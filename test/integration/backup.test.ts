@@ -10,6 +10,8 @@ import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { describe, expect, test } from 'vitest';
+import { decodePiece } from '../../src/backup/piece.js';
+import { maskPage1 } from '../../src/sqlite/index.js';
 import { compareWithPrimary, differingPages, integrityCheck, makeDb, run, sleep, startPrimary, startWorkload, stopGracefully, tempDir } from '../helpers/index.js';
 
 async function backup(db: string, arch: string, repo: string, extra: string[] = []) {
@@ -314,6 +316,71 @@ describe('restore checks every byte of a piece', () => {
       expect(cmp.rowsEqual).toBe(true);
       expect(cmp.integrity).toBe('ok');
     }
+  });
+
+  test('sets whose page hashes are SHA-256 (written before manifests named the algorithm) restore, validate and merge; an unknown algorithm is refused', async () => {
+    // Such a set is made here from a new one: its page-hash file rewritten with the first 16 bytes of SHA-256
+    // of each image, the manifest's checksum of that file updated and its algorithm field removed. A level 0
+    // (uncompressed) and a level 1 (zstd): restore, validate --restore-test and merge read both.
+    const dir = tempDir();
+    const db = join(dir, 'app.db');
+    const arch = join(dir, 'arch');
+    const repo = join(dir, 'backups');
+    makeDb(db);
+    await startWorkload(db, { seed: 11, mix: 'stress', count: 60 }).result();
+    const sets = [await backup(db, arch, repo, ['--compress', 'none', '--max-piece-size', '64KB'])];
+    await startWorkload(db, { seed: 12, count: 40 }).result();
+    sets.push(await backup(db, arch, repo, ['--level', '1', '--max-piece-size', '64KB']));
+    for (const set of sets) {
+      const manifestPath = join(repo, 'sets', set.name, 'manifest.json');
+      const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
+        pageSize: number;
+        pieces: Array<{ name: string; pages: number }>;
+        pageHashes: { name: string; sha256: string; algorithm?: string };
+      };
+      expect(manifest.pageHashes.algorithm).toBe('xxh3-128');
+      const hashFile = join(repo, 'sets', set.name, manifest.pageHashes.name);
+      const current = readFileSync(hashFile);
+      const legacy: Buffer[] = [];
+      let at = 0;
+      for (const p of manifest.pieces) {
+        const body = readFileSync(join(repo, 'sets', set.name, p.name));
+        for (const [pgno, image] of decodePiece(p.name, body, manifest.pageSize, undefined, current.subarray(at * 16, (at + p.pages) * 16), 'xxh3-128'))
+          legacy.push(createHash('sha256').update(pgno === 1 ? maskPage1(image) : image).digest().subarray(0, 16));
+        at += p.pages;
+      }
+      const body = Buffer.concat(legacy);
+      expect(body.length).toBe(current.length);
+      expect(body.equals(current)).toBe(false);
+      writeFileSync(hashFile, body);
+      manifest.pageHashes = { name: manifest.pageHashes.name, sha256: createHash('sha256').update(body).digest('hex') };
+      writeFileSync(manifestPath, JSON.stringify(manifest, null, 2));
+    }
+    const v = await run(['validate', '--repo', repo, '--restore-test']);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    const out = join(dir, 'legacy.db');
+    const r = await run(['restore', '--repo', repo, '--to', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const cmp = compareWithPrimary(db, out);
+    expect(cmp.differing).toEqual([]);
+    expect(cmp.rowsEqual).toBe(true);
+    expect(cmp.integrity).toBe('ok');
+    // A merge of the two writes a set of today's algorithm, which restores to the same file.
+    const m = await run(['backup', 'merge', '--repo', repo, '--json']);
+    expect(m.code, m.stderr).toBe(0);
+    const merged = (JSON.parse(m.stdout) as { manifest: { name: string; pageHashes: { algorithm: string } } }).manifest;
+    expect(merged.pageHashes.algorithm).toBe('xxh3-128');
+    const out2 = join(dir, 'merged.db');
+    expect((await run(['restore', '--repo', repo, '--to', out2])).code).toBe(0);
+    expect(differingPages(readFileSync(out), readFileSync(out2), 4096)).toEqual([]);
+    // A manifest naming an algorithm this version does not know: one clear error, nothing written.
+    const manifestPath = join(repo, 'sets', merged.name, 'manifest.json');
+    writeFileSync(manifestPath, readFileSync(manifestPath, 'utf8').replace('"xxh3-128"', '"blake9-128"'));
+    const out3 = join(dir, 'unknown.db');
+    const bad = await run(['restore', '--repo', repo, '--to', out3]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/names page hashes "blake9-128", which this redoship does not know/);
+    expect(readdirSync(dir).filter((f) => f.startsWith('unknown.db'))).toEqual([]);
   });
 
   test('merge checks every image against its page hash: a damaged set is refused, no new set is written', async () => {
