@@ -70,13 +70,22 @@ function handle(m: CodecRequest): { reply: CodecReply; transfer: ArrayBuffer[] }
   return { reply: { id: m.id, ok: true, op: 'restore', firstPgno: raw.readUInt32BE(0), lastPgno: raw.readUInt32BE((count - 1) * 4) }, transfer: [] };
 }
 
-/** Writes a restored chunk's pages at their places, a run of consecutive page numbers per write. */
+/**
+ * The most one write call carries. Writing 980 MiB into a new file here took, in some hours, 0.82 s of kernel
+ * time in 1 MiB calls against 0.30 s in 256 KiB calls (in others both took 0.3 s; reads show no such step),
+ * and a restore then spent a third of its samples copying into the page cache. Restores alternating the two
+ * caps: 0.51-0.70 s of system time at 256 KiB, 0.70-0.84 s at 1 MiB.
+ */
+const MAX_WRITE_BYTES = 256 * 1024;
+
+/** Writes a restored chunk's pages at their places: a run of consecutive page numbers per write, at most MAX_WRITE_BYTES. */
 function writeRuns(m: Extract<CodecRequest, { op: 'restore' }>, raw: Buffer): void {
   const { count, pageSize } = m;
+  const most = Math.max(1, Math.floor(MAX_WRITE_BYTES / pageSize));
   for (let k = 0; k < count; ) {
     const pgno = raw.readUInt32BE(k * 4);
     let n = 1;
-    while (k + n < count && raw.readUInt32BE((k + n) * 4) === pgno + n) n++;
+    while (k + n < count && n < most && raw.readUInt32BE((k + n) * 4) === pgno + n) n++;
     const at = count * 4 + k * pageSize;
     try {
       for (let done = 0; done < n * pageSize; ) done += writeSync(m.targetFd, raw, at + done, n * pageSize - done, (pgno - 1) * pageSize + done);
