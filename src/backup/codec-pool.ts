@@ -1,6 +1,6 @@
 /**
  * A pool of codec worker threads (codec-worker.ts), one per core, for the CPU-heavy part of moving pages into
- * and out of backup pieces: SHA-256 page hashes, zstd/gzip, AES-GCM, CRC-32, a piece's SHA-256. For a backup
+ * and out of backup pieces: page hashes, zstd/gzip, AES-GCM, CRC-32, a piece's SHA-256. For a backup
  * the main thread keeps what must happen in order (reading pages, writing pieces) and overlaps it with the
  * workers' work; for a restore the workers also read the chunks and write the pages (the main thread keeps
  * the order and the counts). No page is copied on its way through a worker:

@@ -13,8 +13,8 @@
  * restore's CPU; XXH3-128 through xxhash-addon (the reference C code, vectorised) takes ~1.2 microseconds a
  * page, call included, against ~3.5. A page hash guards against damage, not against an attacker: anyone who
  * can rewrite a piece can rewrite its manifest and page-hash file too, so an unkeyed SHA-256 never stopped
- * one; encrypted sets are authenticated by AES-GCM (key.ts, piece.ts). Against random damage a 128-bit
- * XXH3 misses with the same 2^-128 as a truncated SHA-256.
+ * one; encrypted sets are authenticated by AES-GCM (key.ts, piece.ts). Against damage, XXH3-128 (it passes
+ * SMHasher's tests of hash quality) keeps, like a truncated SHA-256, the chance of a miss at about 2^-128.
  */
 import * as crypto from 'node:crypto';
 import xxhash from 'xxhash-addon';
