@@ -56,8 +56,8 @@ function handle(m: CodecRequest): { reply: CodecReply; transfer: ArrayBuffer[] }
     while (hashes.compare(expected, k * PAGE_HASH_BYTES, (k + 1) * PAGE_HASH_BYTES, k * PAGE_HASH_BYTES, (k + 1) * PAGE_HASH_BYTES) === 0) k++;
     throw pieceCorrupt(m.name, m.offset, `page ${raw.readUInt32BE(k * 4)} does not match its recorded hash`);
   }
-  // Runs of consecutive page numbers are consecutive in the file: one write each. One worker writes at a
-  // time: two writing one file contend for its inode lock in the kernel, and the loser spins there.
+  // Runs of consecutive page numbers are consecutive in the file: a write each (writeRuns). One worker writes
+  // at a time: two writing one file contend for its inode lock in the kernel, and the loser spins there.
   const { count, pageSize } = m;
   const lock = new Int32Array(m.writeLock);
   while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) Atomics.wait(lock, 0, 1);

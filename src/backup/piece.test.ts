@@ -66,6 +66,15 @@ describe('backup pieces', () => {
     }
   });
 
+  test('pages are checked with the algorithm the set names: sha256-128 hashes pass as sha256-128 and are refused as xxh3-128', () => {
+    const chunk = pages(40, 9);
+    const good = piece({ algorithm: 'zstd', level: 1 }, [chunk]);
+    const sha = Buffer.concat(chunk.map(([pgno, img]) => pageHash(pgno, img, 'sha256-128')));
+    expect(decodePiece('p', good, pageSize, undefined, sha, 'sha256-128').map(([p]) => p)).toEqual(chunk.map(([p]) => p));
+    expect(() => decodePiece('p', good, pageSize, undefined, sha, 'xxh3-128')).toThrow(/page 40 does not match its recorded hash/);
+    expect(() => decodePiece('p', good, pageSize, undefined, hashesOf([chunk]), 'sha256-128')).toThrow(/page 40 does not match its recorded hash/);
+  });
+
   test('version 2, uncompressed: the CRC covers the page numbers, the page hashes the images; version 1 is still read', () => {
     const chunk = pages(7, 5);
     const good = piece({ algorithm: 'none', level: 0 }, [chunk]);

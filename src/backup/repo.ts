@@ -20,7 +20,7 @@
 import { RedoshipError } from '../error/index.js';
 import { createStorage, openStorage, type Storage } from '../storage/index.js';
 import { createHash } from 'node:crypto';
-import { PAGE_HASH_ALGORITHMS, PAGE_HASH_BYTES, type PageHashAlgorithm } from '../sqlite/index.js';
+import { PAGE_HASH_BYTES, pageHashAlgorithmNamed, type PageHashAlgorithm } from '../sqlite/index.js';
 import { pieceCorrupt, type Compression } from './piece.js';
 import type { SetEncryption } from './key.js';
 
@@ -121,9 +121,9 @@ export class Repo {
    */
   async pageHashes(set: BackupManifest): Promise<SetPageHashes> {
     const name = `${set.name}/${set.pageHashes.name}`;
-    const algorithm = set.pageHashes.algorithm ?? 'sha256-128';
-    if (!PAGE_HASH_ALGORITHMS.includes(algorithm))
-      throw new RedoshipError('ARCHIVE_CORRUPT', `${set.name}/manifest.json names page hashes "${String(algorithm)}", which this redoship does not know`, 'a newer redoship wrote this set: restore it with that version');
+    const algorithm = pageHashAlgorithmNamed(set.pageHashes.algorithm);
+    if (!algorithm)
+      throw new RedoshipError('ARCHIVE_CORRUPT', `${set.name}/manifest.json names page hashes "${String(set.pageHashes.algorithm)}", which this redoship does not know`, 'a newer redoship wrote this set: restore it with that version');
     const hashes = await this.storage.get(`sets/${name}`);
     if (createHash('sha256').update(hashes).digest('hex') !== set.pageHashes.sha256) throw pieceCorrupt(name, 0, 'checksum mismatch');
     if (hashes.length !== set.pages * PAGE_HASH_BYTES) throw pieceCorrupt(name, 0, `${hashes.length} bytes for ${set.pages} pages`);

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { RedoshipError } from '../error/index.js';
 import { Archive, lockInfo, type Lsn } from '../redo/index.js';
 import { lockForRepair, overlay, pageImagesAt } from '../roles/index.js';
-import { pageHash } from '../sqlite/index.js';
+import { pageHash, pageHashAlgorithmNamed } from '../sqlite/index.js';
 import { controlRequest } from '../transport/index.js';
 import { readKeyFile, restoreFromRepo } from '../backup/index.js';
 import { readSecret, readTlsFile } from './net-flags.js';
@@ -77,11 +77,14 @@ async function imagesFrom(f: RepairFlags, pgnos: number[], lsn: Lsn, archive: Ar
     const ca = readTlsFile(f.tlsCa, '--tls-ca');
     const r = (await controlRequest({ url: src, secret: readSecret(f.tokenFile, 'repair'), ...(ca ? { tls: { ca } } : {}), op: 'page-images', args: { pgnos, lsn: String(lsn), databaseId: archive.identity.databaseId }, timeoutMs: 120_000 })) as {
       pages: Array<[number, string, string]>;
+      hashAlgorithm?: unknown;
     };
+    const algorithm = pageHashAlgorithmNamed(r.hashAlgorithm);
+    if (!algorithm) throw new RedoshipError('PEER_REFUSED', `${src} hashes pages with "${String(r.hashAlgorithm)}", which this redoship does not know`, 'repair with the same redoship version on both ends');
     const m = new Map<number, Buffer>();
     for (const [pgno, b64, hash] of r.pages) {
       const img = Buffer.from(b64, 'base64');
-      if (pageHash(pgno, img).toString('hex') !== hash) throw new RedoshipError('PEER_REFUSED', `${src} sent page ${pgno} with a wrong hash`, 'run repair again');
+      if (pageHash(pgno, img, algorithm).toString('hex') !== hash) throw new RedoshipError('PEER_REFUSED', `${src} sent page ${pgno} with a wrong hash`, 'run repair again');
       m.set(pgno, img);
     }
     return m;

@@ -22,7 +22,7 @@ import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, rea
 import { resolve } from 'node:path';
 import { RedoshipError, ioError } from '../error/index.js';
 import { Archive, acquirePidLock, compareHistories, historyFromJson, removeFence, type Lsn } from '../redo/index.js';
-import { DB_HEADER_BYTES, PAGE_HASH_BYTES, pageHash, parseDbHeader } from '../sqlite/index.js';
+import { DB_HEADER_BYTES, PAGE_HASH_ALGORITHM, PAGE_HASH_BYTES, pageHash, parseDbHeader } from '../sqlite/index.js';
 import { Applier } from '../standby/index.js';
 import { controlRequest, type TlsClientOptions } from '../transport/index.js';
 
@@ -109,7 +109,7 @@ export async function reinstate(o: ReinstateOptions): Promise<ReinstateResult> {
         secret,
         ...(tls ? { tls } : {}),
         op: 'rewind',
-        args: { hashes: hashes.toString('base64') },
+        args: { hashes: hashes.toString('base64'), hashAlgorithm: PAGE_HASH_ALGORITHM },
         timeoutMs: 10 * 60_000,
         onPartial: (body) => {
           for (const [pgno, b64] of (body as { pages: Array<[number, string]> }).pages) {

@@ -16,7 +16,7 @@ import Database from 'better-sqlite3';
 import { fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 import { RedoshipError, ioError } from '../error/index.js';
 import { Archive, type Lsn } from '../redo/index.js';
-import { WAL_HEADER_BYTES, parseWalHeader, parseWalIndexHeader, WAL_INDEX_HEADER_BYTES, pageHash } from '../sqlite/index.js';
+import { WAL_HEADER_BYTES, parseWalHeader, parseWalIndexHeader, WAL_INDEX_HEADER_BYTES, pageHash, PAGE_HASH_ALGORITHM, type PageHashAlgorithm } from '../sqlite/index.js';
 
 /**
  * The images of pgnos at lsn, from an archive: the last record up to lsn that wrote each (starting from the
@@ -144,9 +144,10 @@ function archivedUpToNow(fds: { shm: number; wal: number }, archive: Archive): L
 
 /**
  * A standby's or primary's answer to a `page-images` control request (repair from ws://): the images of
- * args.pgnos at args.lsn from the archive at archiveDir, each with its page hash, base64 for JSON.
+ * args.pgnos at args.lsn from the archive at archiveDir, each with its page hash (hex) taken with
+ * hashAlgorithm (page-hash.ts; a reply without it, from an older version, means sha256-128), base64 for JSON.
  */
-export function pageImagesReply(archiveDir: string, args: Record<string, unknown>): { pages: Array<[number, string, string]>; lsn: string } {
+export function pageImagesReply(archiveDir: string, args: Record<string, unknown>): { pages: Array<[number, string, string]>; lsn: string; hashAlgorithm: PageHashAlgorithm } {
   const pgnos = Array.isArray(args.pgnos) ? args.pgnos.filter((p): p is number => Number.isInteger(p) && (p as number) > 0) : [];
   if (pgnos.length === 0 || pgnos.length > 100_000) throw new RedoshipError('USAGE', 'page-images needs pgnos', 'this is a bug in repair');
   const a = Archive.open(archiveDir);
@@ -156,5 +157,5 @@ export function pageImagesReply(archiveDir: string, args: Record<string, unknown
   const last = a.tail()?.lsn ?? 0n;
   if (last < lsn) throw new RedoshipError('TARGET_UNREACHABLE', `this archive (${archiveDir}) holds up to LSN ${last}, not yet ${lsn}`, 'wait until it has received it, then repair again');
   const m = pageImagesAt(a, pgnos, lsn);
-  return { lsn: String(lsn), pages: [...m].map(([p, img]) => [p, img.toString('base64'), pageHash(p, img).toString('hex')]) };
+  return { lsn: String(lsn), hashAlgorithm: PAGE_HASH_ALGORITHM, pages: [...m].map(([p, img]) => [p, img.toString('base64'), pageHash(p, img).toString('hex')]) };
 }

@@ -6,7 +6,7 @@
 import { RedoshipError } from '../error/index.js';
 import { historyToJson } from '../redo/index.js';
 import { type PrimaryHandle } from '../primary/index.js';
-import { pageHash, PAGE_HASH_BYTES } from '../sqlite/index.js';
+import { pageHash, pageHashAlgorithmNamed, PAGE_HASH_BYTES } from '../sqlite/index.js';
 import { pageImagesReply } from './repair.js';
 
 type Obj = Record<string, unknown>;
@@ -47,13 +47,16 @@ export function serveRoleRequests(handle: PrimaryHandle, db: string, archive: st
 async function rewind(handle: PrimaryHandle, args: Obj, partial: (body: unknown) => void): Promise<unknown> {
   const theirs = Buffer.from(String(args.hashes ?? ''), 'base64');
   if (theirs.length % PAGE_HASH_BYTES !== 0) throw new RedoshipError('USAGE', 'rewind: hashes are not whole page hashes', 'this is a bug in reinstate');
+  // Hashed the way the caller did (an older one names no algorithm: sha256-128), or every page would differ.
+  const algorithm = pageHashAlgorithmNamed(args.hashAlgorithm);
+  if (!algorithm) throw new RedoshipError('PEER_REFUSED', `rewind: page hashes "${String(args.hashAlgorithm)}" are unknown to this redoship`, 'reinstate with the same redoship version on both ends');
   const snap = handle.backupSnapshot();
   try {
     let chunk: Array<[number, string]> = [];
     let bytes = 0;
     let differing = 0;
     for (const [pgno, page] of snap.pages()) {
-      const h = pageHash(pgno, page);
+      const h = pageHash(pgno, page, algorithm);
       const at = (pgno - 1) * PAGE_HASH_BYTES;
       if (at + PAGE_HASH_BYTES <= theirs.length && h.equals(theirs.subarray(at, at + PAGE_HASH_BYTES))) continue;
       differing++;

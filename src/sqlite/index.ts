@@ -18,6 +18,6 @@ export {
 export type { WalHeader, WalChecksum, WalFrame, WalTransaction, WalScan } from './wal.js';
 export { WAL_INDEX_HEADER_BYTES, parseWalIndexHeader } from './wal-index.js';
 export type { WalIndexHeader } from './wal-index.js';
-export { pageHash, pageHashInto, PAGE_HASH_BYTES, PAGE_HASH_ALGORITHM, PAGE_HASH_ALGORITHMS } from './page-hash.js';
+export { pageHash, pageHashInto, pageHashAlgorithmNamed, PAGE_HASH_BYTES, PAGE_HASH_ALGORITHM, PAGE_HASH_ALGORITHMS } from './page-hash.js';
 export type { PageHashAlgorithm } from './page-hash.js';
 export { buildJournal, journalChecksum, journalHeader, journalRecordBytes, putJournalRecord, JOURNAL_MAGIC, JOURNAL_SECTOR_SIZE } from './journal.js';

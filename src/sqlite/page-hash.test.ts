@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { golden, sqliteCheckpointed, withSqlite } from '../../test/golden/golden.js';
 import { maskPage1, parseDbHeader, STANDBY_HEADER_RANGES } from './db-header.js';
-import { pageHash, pageHashInto, PAGE_HASH_ALGORITHM, PAGE_HASH_ALGORITHMS, PAGE_HASH_BYTES } from './page-hash.js';
+import { pageHash, pageHashAlgorithmNamed, pageHashInto, PAGE_HASH_ALGORITHM, PAGE_HASH_ALGORITHMS, PAGE_HASH_BYTES } from './page-hash.js';
 
 const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
 
@@ -81,6 +81,25 @@ describe('pageHash', () => {
     const view = new Uint8Array(file.buffer, file.byteOffset, 1024);
     expect(pageHash(1, view)).toEqual(pageHash(1, Buffer.from(view)));
     expect(file.equals(before)).toBe(true);
+    // Page 2 goes to the hash as it is (page 1 is copied to be masked): a plain Uint8Array at an offset,
+    // and a view into shared memory (a restore's slab), hash as a Buffer copy of the same bytes does.
+    const page = randomBytes(4096);
+    const backing = new Uint8Array(4096 + 37);
+    backing.set(page, 37);
+    const shared = new Uint8Array(new SharedArrayBuffer(4096 + 11), 11, 4096);
+    shared.set(page);
+    for (const a of PAGE_HASH_ALGORITHMS) {
+      expect(pageHash(2, new Uint8Array(backing.buffer, 37, 4096), a)).toEqual(pageHash(2, page, a));
+      expect(pageHash(2, shared, a)).toEqual(pageHash(2, page, a));
+    }
+  });
+
+  test('pageHashAlgorithmNamed: a known name, none (sha256-128, what came before the name), or null for an unknown one', () => {
+    expect(pageHashAlgorithmNamed('xxh3-128')).toBe('xxh3-128');
+    expect(pageHashAlgorithmNamed('sha256-128')).toBe('sha256-128');
+    expect(pageHashAlgorithmNamed(undefined)).toBe('sha256-128');
+    expect(pageHashAlgorithmNamed('blake9-128')).toBeNull();
+    expect(pageHashAlgorithmNamed(7)).toBeNull();
   });
 });
 

@@ -25,8 +25,19 @@ export type PageHashAlgorithm = 'xxh3-128' | 'sha256-128';
 export const PAGE_HASH_ALGORITHM: PageHashAlgorithm = 'xxh3-128';
 export const PAGE_HASH_ALGORITHMS: readonly PageHashAlgorithm[] = ['xxh3-128', 'sha256-128'];
 
+/**
+ * The algorithm a manifest or a peer names: absent (written before the name was recorded) is sha256-128;
+ * a name this version does not know is null (the caller refuses it).
+ */
+export function pageHashAlgorithmNamed(name: unknown): PageHashAlgorithm | null {
+  if (name === undefined || name === null) return 'sha256-128';
+  return PAGE_HASH_ALGORITHMS.find((a) => a === name) ?? null;
+}
+
 export const PAGE_HASH_BYTES = 16;
 
+// The addon's declaration says Buffer; it reads any typed-array view (napi_get_buffer_info), shared memory
+// included, and its prebuilt binary does not check: the Uint8Array type is what keeps other values out.
 const xxh3x128 = (data: Uint8Array): Buffer => xxhash.XXHash128.hash(data as Buffer);
 const sha256x128 = (data: Uint8Array): Buffer => crypto.createHash('sha256').update(data).digest().subarray(0, PAGE_HASH_BYTES);
 const hashers: Record<PageHashAlgorithm, (data: Uint8Array) => Buffer> = { 'xxh3-128': xxh3x128, 'sha256-128': sha256x128 };

@@ -318,10 +318,11 @@ describe('restore checks every byte of a piece', () => {
     }
   });
 
-  test('sets whose page hashes are SHA-256 (written before manifests named the algorithm) restore, validate and merge; an unknown algorithm is refused', async () => {
+  test('a level 0 whose page hashes are SHA-256 (written before manifests named the algorithm) under a new level 1: restore, validate, merge; an unknown algorithm is refused', async () => {
     // Such a set is made here from a new one: its page-hash file rewritten with the first 16 bytes of SHA-256
-    // of each image, the manifest's checksum of that file updated and its algorithm field removed. A level 0
-    // (uncompressed) and a level 1 (zstd): restore, validate --restore-test and merge read both.
+    // of each image, the manifest's checksum of that file updated and its algorithm field removed. The level 0
+    // (uncompressed) is made old, the level 1 (zstd) on it stays new, as after an upgrade: restore, validate
+    // --restore-test and merge read each set with its own algorithm.
     const dir = tempDir();
     const db = join(dir, 'app.db');
     const arch = join(dir, 'arch');
@@ -331,7 +332,7 @@ describe('restore checks every byte of a piece', () => {
     const sets = [await backup(db, arch, repo, ['--compress', 'none', '--max-piece-size', '64KB'])];
     await startWorkload(db, { seed: 12, count: 40 }).result();
     sets.push(await backup(db, arch, repo, ['--level', '1', '--max-piece-size', '64KB']));
-    for (const set of sets) {
+    for (const set of sets.slice(0, 1)) {
       const manifestPath = join(repo, 'sets', set.name, 'manifest.json');
       const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
         pageSize: number;
@@ -366,6 +367,7 @@ describe('restore checks every byte of a piece', () => {
     expect(cmp.rowsEqual).toBe(true);
     expect(cmp.integrity).toBe('ok');
     // A merge of the two writes a set of today's algorithm, which restores to the same file.
+    expect((JSON.parse(readFileSync(join(repo, 'sets', sets[1]!.name, 'manifest.json'), 'utf8')) as { pageHashes: { algorithm?: string } }).pageHashes.algorithm).toBe('xxh3-128');
     const m = await run(['backup', 'merge', '--repo', repo, '--json']);
     expect(m.code, m.stderr).toBe(0);
     const merged = (JSON.parse(m.stdout) as { manifest: { name: string; pageHashes: { algorithm: string } } }).manifest;
