@@ -76,6 +76,7 @@ export function buildProgram(): Command {
     .option('--archive-to <repo>', 'copy every sealed archive segment to this backup repository within seconds (remote archiving)')
     .option('--quiet', 'print only warnings and errors')
     .addHelpText('after', example('npx redoship primary --db app.db --archive ./arch\nnpx redoship primary --db app.db --archive ./arch --listen 127.0.0.1:7400 --token-file secret\nnpx redoship primary --config /etc/redoship/app.json'))
+    // Not lazy(): commander's next argument (the Command) would land in primaryCommand's `inherited`.
     .action(async (flags: Parameters<Mod<'primary'>['primaryCommand']>[0]) => (await modules.primary()).primaryCommand(flags));
 
   program
@@ -110,6 +111,7 @@ export function buildProgram(): Command {
           'npx redoship standby resume --archive ./dr-arch',
       ),
     )
+    // Not lazy(): commander's next argument (the Command) would land in standbyCommand's `inherited`.
     .action(async (verb: string | undefined, flags: Parameters<Mod<'standby'>['standbyCommand']>[1]) => (await modules.standby()).standbyCommand(verb, flags));
 
   program
@@ -127,7 +129,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'print only warnings and errors')
     .addHelpText('after', example('npx redoship promote --archive ./dr-arch\nnpx redoship promote --archive ./dr-arch --until-time 2026-11-22T09:59:00Z --json'))
-    .action(async (flags: Parameters<Mod<'promote'>['promoteCommand']>[0]) => (await modules.promote()).promoteCommand(flags));
+    .action(lazy('promote', 'promoteCommand'));
 
   program
     .command('switchover')
@@ -140,7 +142,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'print only the result')
     .addHelpText('after', example('npx redoship switchover --to ws://standby:7401 --token-file secret'))
-    .action(async (flags: Parameters<Mod<'switchover'>['switchoverCommand']>[0]) => (await modules.switchover()).switchoverCommand(flags));
+    .action(lazy('switchover', 'switchoverCommand'));
 
   program
     .command('reinstate')
@@ -156,7 +158,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'print only warnings and errors')
     .addHelpText('after', example('npx redoship reinstate --db old.db --archive ./old-arch --from ws://new-primary:7400 --token-file secret'))
-    .action(async (flags: Parameters<Mod<'reinstate'>['reinstateCommand']>[0]) => (await modules.reinstate()).reinstateCommand(flags));
+    .action(lazy('reinstate', 'reinstateCommand'));
 
   program
     .command('repair')
@@ -171,7 +173,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'print only the result')
     .addHelpText('after', example('npx redoship repair --db app.db --pages 5,9 --from ws://standby:7401 --token-file secret\nnpx redoship repair --db app.db --pages 5 --from ./backups'))
-    .action(async (flags: Parameters<Mod<'repair'>['repairCommand']>[0]) => (await modules.repair()).repairCommand(flags));
+    .action(lazy('repair', 'repairCommand'));
 
   const archive = program.command('archive').description('inspect an archive');
   archive
