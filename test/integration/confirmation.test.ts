@@ -40,6 +40,15 @@ function expectEqualToPrimary(db: string, copy: string): void {
   expect(c.integrity).toBe('ok');
 }
 
+/** A new database in dir and what a primary serving it on loopback takes: its token file and --listen flags. */
+async function served(dir: string): Promise<{ db: string; token: string; listen: string[]; from: string }> {
+  const db = join(dir, 'app.db');
+  makeDb(db);
+  const token = tokenFile(dir);
+  const port = await freePort();
+  return { db, token, listen: ['--listen', `127.0.0.1:${port}`, '--token-file', token], from: `ws://127.0.0.1:${port}` };
+}
+
 describe('confirmation', () => {
   test('a standby applies and cascades only what its primary confirmed; the rest once confirmed', async () => {
     const dir = tempDir();
@@ -135,15 +144,10 @@ describe('confirmation', () => {
 
   test('a primary that lost an unconfirmed tail: the standby sets it aside and follows; a confirmed tail is never set aside', async () => {
     const dir = tempDir();
-    const db = join(dir, 'app.db');
+    const { db, token, listen, from } = await served(dir);
     const arch = join(dir, 'arch');
     const sArch = join(dir, 'dr-arch');
     const drDb = join(dir, 'dr.db');
-    makeDb(db);
-    const token = tokenFile(dir);
-    const port = await freePort();
-    const listen = ['--listen', `127.0.0.1:${port}`, '--token-file', token];
-    const from = `ws://127.0.0.1:${port}`;
 
     // 1. Commits the standby holds confirmed. Then a copy of the primary's files as they are now: what its
     //    disk would hold after a power loss that took everything written after this point.
@@ -217,13 +221,10 @@ describe('confirmation', () => {
 describe('sealing on a standby', () => {
   test('segments are sealed by size once confirmed, so they stay near --segment-size', async () => {
     const dir = tempDir();
-    const db = join(dir, 'app.db');
+    const { db, token, listen, from } = await served(dir);
     const sArch = join(dir, 'dr-arch');
-    makeDb(db);
-    const token = tokenFile(dir);
-    const port = await freePort();
-    const p = await startPrimary(db, join(dir, 'arch'), ['--listen', `127.0.0.1:${port}`, '--token-file', token]);
-    const s = await startStandbyProc({ archive: sArch, from: `ws://127.0.0.1:${port}`, token, extra: ['--segment-size', '1MB'] });
+    const p = await startPrimary(db, join(dir, 'arch'), listen);
+    const s = await startStandbyProc({ archive: sArch, from, token, extra: ['--segment-size', '1MB'] });
     try {
       const app = new Database(db);
       const ins = app.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
@@ -249,21 +250,18 @@ describe('sealing on a standby', () => {
 describe('a damaged confirmed.json', () => {
   test('the standby refuses to start, says which file and what to do, and changes nothing', async () => {
     const dir = tempDir();
-    const db = join(dir, 'app.db');
+    const { db, token, listen, from } = await served(dir);
     const sArch = join(dir, 'dr-arch');
-    makeDb(db);
-    const token = tokenFile(dir);
-    const port = await freePort();
-    const p = await startPrimary(db, join(dir, 'arch'), ['--listen', `127.0.0.1:${port}`, '--token-file', token]);
+    const p = await startPrimary(db, join(dir, 'arch'), listen);
     try {
-      const s = await startStandbyProc({ db: join(dir, 'dr.db'), archive: sArch, from: `ws://127.0.0.1:${port}`, token });
+      const s = await startStandbyProc({ db: join(dir, 'dr.db'), archive: sArch, from, token });
       write(db, 0, 5, 'a');
       await waitForStatus(sArch, (st) => String(st.receivedLsn) === '6' && st.appliedLsn === '6');
       expect(await stopGracefully(s)).toBe(0);
       writeFileSync(join(sArch, 'confirmed.json'), '{ "lsn": 12');
       const before = treeFingerprint(sArch);
       const drBefore = readFileSync(join(dir, 'dr.db'));
-      const r = await run(['standby', '--db', join(dir, 'dr.db'), '--archive', sArch, '--from', `ws://127.0.0.1:${port}`, '--token-file', token]);
+      const r = await run(['standby', '--db', join(dir, 'dr.db'), '--archive', sArch, '--from', from, '--token-file', token]);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toMatch(/confirmed\.json is not a valid confirmed-LSN file/);
       expect(r.stderr).toMatch(/redoship status/);
