@@ -7,7 +7,7 @@
  * The standby applies and serves onward only records up to it, and sets aside only records after it when a
  * primary turns out to have lost them. An archive without the file was written before confirmation existed,
  * when every record was sent durable, or an archive a primary writes (each of its records is its own,
-durable): all of it counts as confirmed. A primary removes the file when it starts (removeConfirmed).
+ * durable): all of it counts as confirmed. A primary removes the file when it starts (removeConfirmed).
  *
  * Written durably (a synced temporary file renamed over it: a crash leaves the old or the new one, never a
  * torn one) at most every CONFIRMED_WRITE_MS while it moves, so after a crash it may name an older LSN than
